@@ -1,0 +1,1 @@
+"""Models: architectures, checkpoints and the registry of shipped weights."""

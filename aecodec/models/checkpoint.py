@@ -1,0 +1,104 @@
+"""Checkpoints: architecture config + fp32 weights (+ CDF tables) + optional training state.
+
+A checkpoint is a ``torch.save``d dict::
+
+    {"format": "aecodec-checkpoint", "version": 1,
+     "model_id": "mean-scale-vr-128",        # stable kebab-case id (registry.py)
+     "arch": "mean-scale-hyperprior-vr",      # which class rebuilds it
+     "config": {...},                         # HyperpriorConfig.to_dict()
+     "state_dict": {...},                     # fp32; includes the entropy coder's CDF tables
+     "weights_hash": "0123abcd…",             # weights_hash(state_dict), checked on load
+     "training": {...},                       # how it was made (record), free-form JSON
+     # resumable checkpoints only:
+     "optimizer": ..., "aux_optimizer": ..., "scheduler_step": int, "step": int, "rng": {...}}
+
+Weights are always stored in float32: an fp16 cast destroys GDN's reparameterised offsets
+(≈2⁻³⁶) and turns the model into NaN (measured, see PROBES.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
+
+__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "build_model", "CheckpointError"]
+
+ARCHITECTURES = {"mean-scale-hyperprior-vr": (MeanScaleHyperprior, HyperpriorConfig)}
+HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (wrong format, corrupt, hash mismatch)."""
+
+
+def weights_hash(state_dict: dict) -> str:
+    """Hex digest (64 bits) over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:HASH_HEX_CHARS]
+
+
+def build_model(arch: str, config: dict) -> MeanScaleHyperprior:
+    try:
+        cls, cfg_cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise CheckpointError(f"unknown architecture {arch!r}") from None
+    return cls(cfg_cls.from_dict(config))
+
+
+def fp32_state_dict(model: torch.nn.Module) -> dict:
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone()
+            for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, model_id: str,
+                    training: dict | None = None, **state) -> str:
+    """Write atomically (temp file + rename). Returns the weights hash."""
+    sd = fp32_state_dict(model)
+    digest = weights_hash(sd)
+    payload = {
+        "format": "aecodec-checkpoint", "version": 1, "model_id": model_id,
+        "arch": "mean-scale-hyperprior-vr", "config": model.config.to_dict(),
+        "state_dict": sd, "weights_hash": digest, "training": training or {}, **state,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
+    """Rebuild the model from its saved config and weights; verify the weights hash."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # pickle / zip errors
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "aecodec-checkpoint":
+        raise CheckpointError(f"{path}: not an aecodec checkpoint")
+    model = build_model(ckpt["arch"], ckpt["config"])
+    sd = ckpt["state_dict"]
+    digest = weights_hash(sd)
+    if digest != ckpt.get("weights_hash"):
+        raise CheckpointError(f"{path}: weights hash mismatch (file corrupt?)")
+    model.load_state_dict(sd)
+    model.eval()
+    return model, ckpt

@@ -1,0 +1,128 @@
+"""Fixed-point hyper-synthesis h_s: entropy parameters that are bit-exact on every machine.
+
+Why
+---
+The mean-scale hyperprior codes each latent y with a Gaussian whose scale picks one of the
+shipped CDF tables. If h_s runs in ordinary floating point, the encoder (say, a GPU) and the
+decoder (say, a CPU with another BLAS, thread count or summation order) can disagree in the last
+bit of a scale; when that moves the scale across a table boundary the rANS decoder reads with a
+different CDF and desynchronises — garbage from that symbol on (measured before the project on
+24/24 Kodak images, GPU → CPU). CompressAI documents cross-device decoding as unsupported.
+
+Choice
+------
+Of the known fixes (integer networks, Ballé et al. ICLR 2019; fixed-point h_s; snapping the
+parameters to a table) we use a *fixed-point h_s evaluated exactly in float64*:
+
+* every weight is an integer multiple of ``2**-w_bits`` with ``|w| <= w_max``;
+* every activation (the input ẑ, each hidden ReLU output, the final means/scales) is an integer
+  multiple of ``2**-a_bits`` and clamped to ``[-a_max, a_max]`` (ReLU layers: ``[0, a_max]``);
+* biases are integer multiples of ``2**-(w_bits + a_bits)``, the grid of the products.
+
+A convolution output is then ``2**-(w_bits+a_bits)`` times a sum of at most ``K = C_in·k·k``
+integer products, each below ``2**(w_bits+log2 w_max) · 2**(a_bits+log2 a_max)``. With the
+defaults (w_bits 16, w_max 2, a_bits 10, a_max 1024, K ≤ 2**13) every partial sum stays below
+2**51 < 2**53, so float64 represents it exactly, *whatever the summation order, blocking, FMA use
+or thread count of the BLAS/conv kernel*. The rounding that brings a sum back to the activation
+grid acts on an exact value, so it too is identical everywhere. Hence the CDF indexes and the
+means — and so the decoded latents ŷ — are bit-identical across devices. :func:`check_bounds`
+verifies the bound for a given architecture.
+
+Only the synthesis g_s stays in float32; its output pixels may differ by a rounding level.
+
+Training sees the same quantisation (fake-quantised weights and activations with a
+straight-through gradient, in float32), so the rate does not jump at export time. The grid is
+fine (weights to 1.5e-5, activations to 1e-3), and its rate cost is measured in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds"]
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The fixed-point grid of the exact path (see the module docstring)."""
+
+    w_bits: int = 16
+    w_max: float = 2.0
+    a_bits: int = 10
+    a_max: float = 1024.0
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round with a straight-through (identity) gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _to_grid(x: torch.Tensor, bits: int, lo: float, hi: float) -> torch.Tensor:
+    scale = float(2**bits)
+    return _ste_round(x.clamp(lo, hi) * scale) / scale
+
+
+class FixedPointHyperSynthesis(nn.Module):
+    """h_s of the mean-scale hyperprior (Minnen et al. 2018) on a fixed-point grid.
+
+    ::
+
+        ẑ ─► deconv5×5↑2 (N→M) ─► ReLU ─► deconv5×5↑2 (M→3M/2) ─► ReLU ─► conv3×3 (3M/2→2M) ─► (scales, means)
+
+    ``forward(z_hat)`` is the training path (float32, fake quantisation, straight-through
+    gradients). ``exact(z_hat)`` is the coding path (float64, no gradients) and returns values
+    that are exactly equal on every device.
+    """
+
+    def __init__(self, N: int, M: int, fp: FixedPoint = FixedPoint()):
+        super().__init__()
+        self.fp = fp
+        self.layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(N, M, 5, stride=2, padding=2, output_padding=1),
+                nn.ConvTranspose2d(M, M * 3 // 2, 5, stride=2, padding=2, output_padding=1),
+                nn.Conv2d(M * 3 // 2, M * 2, 3, stride=1, padding=1),
+            ]
+        )
+
+    def _run(self, z_hat: torch.Tensor, exact: bool) -> torch.Tensor:
+        fp = self.fp
+        x = _to_grid(z_hat, fp.a_bits, -fp.a_max, fp.a_max)
+        for i, layer in enumerate(self.layers):
+            w = _to_grid(layer.weight, fp.w_bits, -fp.w_max, fp.w_max)
+            b = _to_grid(layer.bias, fp.w_bits + fp.a_bits, -fp.a_max, fp.a_max)
+            if exact:
+                w, b = w.double(), b.double()
+            if isinstance(layer, nn.ConvTranspose2d):
+                x = F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)
+            else:
+                x = F.conv2d(x, w, b, padding=1)
+            last = i == len(self.layers) - 1
+            x = _to_grid(x, fp.a_bits, -fp.a_max if last else 0.0, fp.a_max)  # ReLU in between
+        return x
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self._run(z_hat, exact=False)
+
+    @torch.no_grad()
+    def exact(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The coding path: float64, every value an exact multiple of ``2**-a_bits``."""
+        # cuDNN may pick FFT or Winograd kernels, which are not exact; the native kernels
+        # (im2col + GEMM) only add exact integers. (oneDNN has no float64 kernels on CPU.)
+        with torch.backends.cudnn.flags(enabled=False):
+            return self._run(z_hat.double(), exact=True)
+
+
+def check_bounds(N: int, M: int, fp: FixedPoint = FixedPoint()) -> int:
+    """Return log2 of the largest possible partial sum (in grid units); must be < 53."""
+    fan_ins = [N * 25, M * 25, (M * 3 // 2) * 9]
+    w_units = fp.w_max * 2**fp.w_bits
+    a_units = fp.a_max * 2**fp.a_bits
+    bias_units = fp.a_max * 2 ** (fp.w_bits + fp.a_bits)
+    worst = max(k * w_units * a_units + bias_units for k in fan_ins)
+    return math.ceil(math.log2(worst))

@@ -1,0 +1,201 @@
+"""Variable-rate mean-scale hyperprior (the mbt2018-mean family) with a portable entropy path.
+
+Minnen, Ballé, Toderici, "Joint Autoregressive and Hierarchical Priors for Learned Image
+Compression", NeurIPS 2018 (the mean-scale hyperprior without the context model), made
+variable-rate with per-level gain / inverse-gain vectors on the latent (Cui et al., "Asymmetric
+Gained Deep Image Compression With Continuous Rate Adaptation", CVPR 2021)::
+
+            ┌───┐  y   ┌──────┐ y·g  ┌───┐  z  ┌───┐ ẑ          ┌─────────────┐
+      x ──►─┤g_a├──►───┤ gain ├──┬─►─┤h_a├──►──┤ Q ├──►──·EB·──►─┤h_s (exact) ├──┐
+            └───┘      └──────┘  │   └───┘     └───┘             └─────────────┘  │
+                                 ▼                                    scales, means
+                               ┌─┴─┐                                              │
+                               │ Q │ ŷ = round(y·g − μ) + μ   ◄── GC ◄────────────┘
+                               └─┬─┘
+            ┌───┐  ŷ·g⁻¹  ┌─────┴────┐
+  x̂ ──◄─────┤g_s├───◄─────┤ inv gain │
+            └───┘         └──────────┘
+
+The gain level is a continuous number in ``[0, L-1]``; between trained levels the log-gains are
+interpolated linearly. h_s is :class:`~aecodec.models.exact.FixedPointHyperSynthesis`, so the
+entropy parameters (and the decoded latents ŷ) are bit-identical on every machine.
+
+CDF tables (EB: factorized density of z; GC: Gaussian for each scale in ``scale_table``) are
+computed once by :meth:`update` when a checkpoint is exported, and travel inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from .._torch import compressai
+from .exact import FixedPoint, FixedPointHyperSynthesis
+
+__all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
+
+_cai = compressai()
+EntropyBottleneck = _cai.entropy_models.EntropyBottleneck
+GaussianConditional = _cai.entropy_models.GaussianConditional
+GDN = _cai.layers.GDN
+
+
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    """Architecture of :class:`MeanScaleHyperprior`; saved inside every checkpoint."""
+
+    N: int = 128
+    M: int = 192
+    # Rate–distortion trade-off of each trained gain level, low rate to high (MSE on [0,1]·255²).
+    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+    scale_min: float = 0.11
+    scale_max: float = 256.0
+    scale_levels: int = 64
+    fixed_point: FixedPoint = field(default_factory=FixedPoint)
+
+    @property
+    def stride(self) -> int:
+        return 64  # g_a downsamples 16×, h_a another 4×
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lambdas"] = list(self.lambdas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HyperpriorConfig":
+        d = dict(d)
+        d["lambdas"] = tuple(d["lambdas"])
+        d["fixed_point"] = FixedPoint(**d["fixed_point"])
+        return cls(**d)
+
+
+def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class MeanScaleHyperprior(nn.Module):
+    """See the module docstring. Inputs are RGB in ``[0, 1]``, ``(B, 3, H, W)``, H and W
+    multiples of ``config.stride`` (the codec API pads)."""
+
+    def __init__(self, config: HyperpriorConfig = HyperpriorConfig()):
+        super().__init__()
+        self.config = config
+        N, M, L = config.N, config.M, config.num_levels
+
+        self.g_a = nn.Sequential(
+            _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
+        )
+        self.g_s = nn.Sequential(
+            _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
+            _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(
+            _conv(M, N, k=3, stride=1), nn.LeakyReLU(inplace=True),
+            _conv(N, N), nn.LeakyReLU(inplace=True), _conv(N, N),
+        )
+        self.h_s = FixedPointHyperSynthesis(N, M, config.fixed_point)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        scale_table = torch.exp(
+            torch.linspace(math.log(config.scale_min), math.log(config.scale_max), config.scale_levels)
+        )
+        self.gaussian_conditional = GaussianConditional(scale_table.tolist())
+
+        # Gain g ∝ sqrt(λ) is where a uniform quantiser with MSE distortion would settle.
+        lam = torch.tensor(config.lambdas)
+        log_g = 0.5 * torch.log(lam / lam[L // 2])
+        self.log_gain = nn.Parameter(log_g[:, None].repeat(1, M))  # (L, M)
+        self.log_inv_gain = nn.Parameter(-log_g[:, None].repeat(1, M))  # (L, M)
+
+    # ----------------------------------------------------------------------------- gains
+    def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain, ``(B, M, 1, 1)`` each, for continuous levels ``(B,)``."""
+        L = self.config.num_levels
+        level = level.to(self.log_gain.dtype).clamp(0, L - 1)
+        lo = level.floor().long().clamp(max=L - 2) if L > 1 else level.long() * 0
+        t = (level - lo.to(level.dtype))[:, None]
+        hi = (lo + 1).clamp(max=L - 1)
+        log_g = (1 - t) * self.log_gain[lo] + t * self.log_gain[hi]
+        log_ig = (1 - t) * self.log_inv_gain[lo] + t * self.log_inv_gain[hi]
+        return log_g.exp()[:, :, None, None], log_ig.exp()[:, :, None, None]
+
+    # ----------------------------------------------------------------------------- training path
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
+        """Training / evaluation forward pass with likelihoods (noise on the rate path,
+        straight-through rounding on the synthesis path)."""
+        gain, inv_gain = self.gains(level)
+        y = self.g_a(x) * gain
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales_hat, means_hat = self.h_s(z_hat).chunk(2, 1)
+        _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
+        y_hat = _ste_round(y - means_hat) + means_hat
+        x_hat = self.g_s(y_hat * inv_gain)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "y_hat": y_hat}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    # ----------------------------------------------------------------------------- coding path
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CDF indexes (int32) and means (float32) of y, bit-exact on every device."""
+        scales, means = self.h_s.exact(z_hat).chunk(2, 1)
+        table = self.gaussian_conditional.scale_table.to(device=scales.device, dtype=torch.float64)
+        # Index of the first table scale >= the (lower-bounded) scale, as CompressAI's build_indexes.
+        indexes = torch.bucketize(scales.clamp(min=float(table[0])), table[:-1]).to(torch.int32)
+        return indexes, means.float()
+
+    @torch.inference_mode()
+    def compress(self, x: torch.Tensor, level: float) -> dict:
+        """Encode ``x`` ``(1, 3, H, W)``; returns the two rANS strings and latent shapes."""
+        gain, _ = self.gains(torch.tensor([level], device=x.device))
+        y = self.g_a(x) * gain
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        indexes, means = self.entropy_parameters(z_hat)
+        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        return {"y": y_strings[0], "z": z_strings[0], "z_shape": tuple(z.shape[-2:])}
+
+    @torch.inference_mode()
+    def decompress_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
+        """Entropy-decode ŷ (exact, device independent)."""
+        z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
+        indexes, means = self.entropy_parameters(z_hat)
+        return self.gaussian_conditional.decompress([y_string], indexes, means=means)
+
+    @torch.inference_mode()
+    def synthesize(self, y_hat: torch.Tensor, level: float) -> torch.Tensor:
+        _, inv_gain = self.gains(torch.tensor([level], device=y_hat.device))
+        return self.g_s(y_hat * inv_gain).clamp_(0, 1)
+
+    # ----------------------------------------------------------------------------- export
+    def update(self) -> None:
+        """Compute the entropy coder's CDF tables (once, at export)."""
+        self.entropy_bottleneck.update(force=True)
+        self.gaussian_conditional.update_scale_table(self.gaussian_conditional.scale_table, force=True)
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        # The CDF buffers have data-dependent sizes: resize ours to the stored ones first.
+        for prefix, module in (("entropy_bottleneck", self.entropy_bottleneck),
+                               ("gaussian_conditional", self.gaussian_conditional)):
+            for name in ("_quantized_cdf", "_offset", "_cdf_length"):
+                key = f"{prefix}.{name}"
+                if key in state_dict:
+                    getattr(module, name).resize_(state_dict[key].shape)
+        return super().load_state_dict(state_dict, strict=strict)
