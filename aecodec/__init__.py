@@ -1,2 +1,35 @@
-"""aecodec — a learned image codec."""
+"""aecodec — a learned image codec.
+
+    >>> import aecodec
+    >>> data = aecodec.encode("photo.png", quality=75)   # bytes
+    >>> img = aecodec.decode(data)                        # PIL.Image.Image
+    >>> PIL.Image.open("photo.aec")                      # Pillow plugin, registered on import
+
+Importing aecodec is cheap: torch is imported on first encode/decode.
+"""
+
+from .codec.pil_plugin import register as _register_pillow_plugin
+
 __version__ = "0.1.0"
+__all__ = ["encode", "decode", "encode_file", "decode_file", "info", "CodecError", "FormatError",
+           "ModelNotFound"]
+
+_register_pillow_plugin()
+
+_API = {"encode", "decode", "encode_file", "decode_file", "info", "CodecError"}
+
+
+def __getattr__(name):
+    if name in _API:
+        from .codec import api
+
+        return getattr(api, name)
+    if name == "FormatError":
+        from .codec.format import FormatError
+
+        return FormatError
+    if name == "ModelNotFound":
+        from .models.registry import ModelNotFound
+
+        return ModelNotFound
+    raise AttributeError(f"module 'aecodec' has no attribute {name!r}")

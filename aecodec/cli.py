@@ -1,7 +1,15 @@
-"""The ``aecodec`` command line: thin Typer commands over the library."""
+"""The ``aecodec`` command line: thin Typer commands over the library.
+
+Errors are one line on stderr (``aecodec: error: …``) and a non-zero exit; outputs are written
+atomically, so a failed or interrupted command leaves no partial file.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +17,180 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
+
+QUALITY_HELP = ("Quality 0–100, higher is better and larger (like cwebp's -q). 0 ≈ 0.1 bpp, "
+                "100 ≈ the highest rate of the model; fractional values allowed.")
+DEVICE_HELP = "Where to run the network: auto (GPU if present), cpu or cuda."
+
+
+class _Failed(Exception):
+    pass
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"aecodec: error: {msg}", err=True)
+
+
+@contextmanager
+def _guard(quiet: bool):
+    """Turn library errors into one-line messages; show warnings as one line each."""
+    from .codec.api import CodecError
+    from .codec.format import FormatError
+    from .models.checkpoint import CheckpointError
+    from .models.registry import ModelNotFound
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except (CodecError, FormatError, ModelNotFound, CheckpointError) as exc:
+            _err(str(exc))
+            raise _Failed from None
+        except OSError as exc:
+            _err(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}")
+            raise _Failed from None
+        finally:
+            if not quiet:
+                for w in caught:
+                    if issubclass(w.category, UserWarning) and "aecodec" in (w.filename or ""):
+                        typer.echo(f"aecodec: warning: {w.message}", err=True)
+
+
+def _run_all(items, fn, quiet: bool) -> None:
+    failed = 0
+    try:
+        for item in items:
+            try:
+                with _guard(quiet):
+                    fn(item)
+            except _Failed:
+                failed += 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _outputs(inputs: list[str], out: Optional[str], suffix: str) -> list[tuple[str, str]]:
+    """Pair each input with its output: -o FILE (one input), -o DIR, -o -, or input.with_suffix."""
+    if out is not None and len(inputs) > 1:
+        if out == "-" or not Path(out).is_dir():
+            _err("with several inputs, -o must name an existing directory")
+            raise typer.Exit(2)
+        return [(i, str(Path(out) / Path(i).with_suffix(suffix).name)) for i in inputs]
+    if out is not None:
+        return [(inputs[0], out)]
+    pairs = []
+    for i in inputs:
+        if i == "-":
+            pairs.append((i, "-"))
+        else:
+            pairs.append((i, str(Path(i).with_suffix(suffix))))
+    return pairs
+
+
+def _read_input(src: str):
+    return sys.stdin.buffer.read() if src == "-" else src
+
+
+@app.command()
+def encode(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Images to encode (PNG, JPEG, WebP, TIFF, BMP, … or - for stdin).")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file, directory (several inputs) or - for stdout. Default: the input name with .aec.")] = None,
+    quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+) -> None:
+    """Encode images to .aec files.
+
+    Quality runs from 0 (smallest file) to 100 (best image); 75 is the default, like cwebp.
+    """
+    from .codec import api
+
+    def one(pair):
+        src, dst = pair
+        source = _read_input(src)
+        if src == "-":
+            import io
+            source = io.BytesIO(source)
+        data = api.encode(source, quality, model=model, device=device)
+        if dst == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            api.write_atomic(dst, data, overwrite=force)
+        if not quiet:
+            i = api.info(data)
+            typer.echo(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
+                       f"{i['bpp']:.3f} bpp (q {quality:g})", err=True)
+
+    _run_all(_outputs(inputs, output, ".aec"), one, quiet)
+
+
+@app.command()
+def decode(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help=".aec files to decode (or - for stdin).")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output image (format from its extension: .png, .jpg, .webp, .tif, .bmp …), directory, or - for PNG on stdout. Default: the input name with .png.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+) -> None:
+    """Decode .aec files to images."""
+    from .codec import api
+
+    def one(pair):
+        src, dst = pair
+        if src == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            try:
+                data = Path(src).read_bytes()
+            except FileNotFoundError:
+                raise api.CodecError(f"{src}: no such file") from None
+            except IsADirectoryError:
+                raise api.CodecError(f"{src}: is a directory") from None
+        img = api.decode(data, device=device)
+        if dst == "-":
+            import io
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            sys.stdout.buffer.write(buf.getvalue())
+            sys.stdout.buffer.flush()
+        else:
+            api.save_image(img, dst, overwrite=force)
+        if not quiet:
+            typer.echo(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}", err=True)
+
+    _run_all(_outputs(inputs, output, ".png"), one, quiet)
+
+
+@app.command()
+def info(
+    files: Annotated[list[str], typer.Argument(metavar="FILE...", help=".aec files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the header of .aec files: model id, weights hash, size, quality, bpp."""
+    from .codec import api
+
+    def one(src):
+        try:
+            data = Path(src).read_bytes()
+        except FileNotFoundError:
+            raise api.CodecError(f"{src}: no such file") from None
+        except IsADirectoryError:
+            raise api.CodecError(f"{src}: is a directory") from None
+        i = api.info(data)
+        if as_json:
+            typer.echo(json.dumps({"file": src, **i}))
+        else:
+            typer.echo(f"{src}: aecodec v{i['format_version']}, model {i['model_id']}@{i['weights_hash']}, "
+                       f"{i['width']}x{i['height']} {i['layout']}, quality {i['quality']:g}, "
+                       f"{i['bytes']} bytes, {i['bpp']:.4f} bpp")
+
+    _run_all(files, one, quiet=False)
 
 
 @app.command()

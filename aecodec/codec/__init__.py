@@ -1,0 +1,1 @@
+"""Container format (``format``, standard library only) and the image ↔ bytes API (``api``)."""

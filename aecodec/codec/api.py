@@ -1,0 +1,304 @@
+"""The codec API: images ↔ .aec bytes.
+
+``encode(image, quality) -> bytes`` and ``decode(bytes) -> PIL.Image`` are the whole codec;
+``encode_file``/``decode_file`` add atomic file handling (temp file + rename, never a partial
+output, never an overwrite unless asked). Uint8 pixels at the boundary; conversion, padding to
+the model's stride, cropping and rounding all happen in here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import format as fmt
+from .format import Container, FormatError, Layout, Section
+
+__all__ = ["encode", "decode", "encode_file", "decode_file", "info", "CodecError",
+           "prepare_image", "quality_to_level", "DEFAULT_QUALITY"]
+
+DEFAULT_QUALITY = 75.0
+ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+class CodecError(ValueError):
+    """Bad input to the codec (unreadable image, bad option); one-line message."""
+
+
+# ----------------------------------------------------------------------------- input images
+def _open(image: ImageLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            raise CodecError(f"numpy images must be uint8, got {arr.dtype}")
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4)):
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else arr.shape[2]]
+            return Image.fromarray(arr.reshape(arr.shape[0], arr.shape[1], -1).squeeze(-1) if mode == "L" else arr, mode)
+        raise CodecError(f"numpy image of shape {arr.shape} is not (H, W[, 1|2|3|4])")
+    try:
+        with Image.open(image) as im:
+            im.load()
+            return im
+    except FileNotFoundError:
+        raise CodecError(f"{image}: no such file") from None
+    except IsADirectoryError:
+        raise CodecError(f"{image}: is a directory") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CodecError(f"{image}: cannot read image ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def _to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        warnings.warn(f"{mode} image (floating point) clipped to 0–255 and converted to 8-bit", stacklevel=3)
+        return np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8)
+    warnings.warn(f"{mode} image converted from 16-bit to 8-bit", stacklevel=3)
+    return np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+
+
+def prepare_image(image: ImageLike) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Return ``(rgb (H, W, 3) uint8, alpha (H, W) uint8 or None, layout)``.
+
+    EXIF orientation is applied; palettes are expanded; 16-bit and float images are converted
+    to 8-bit with a warning; gray stays gray (coded as R = G = B, returned as L on decode).
+    """
+    im = _open(image)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # malformed EXIF must not stop an encode
+        pass
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif im.mode == "La":
+        im = im.convert("LA")
+    elif im.mode == "RGBa":
+        im = im.convert("RGBA")
+
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        gray = _to_8bit(np.asarray(im), im.mode)
+        alpha, layout = None, Layout.GRAY
+    elif im.mode in ("L", "LA"):
+        arr = np.asarray(im)
+        gray = arr if im.mode == "L" else arr[..., 0]
+        alpha = None if im.mode == "L" else np.ascontiguousarray(arr[..., 1])
+        layout = Layout.GRAY if im.mode == "L" else Layout.GRAY_ALPHA
+    elif im.mode in ("RGB", "RGBA", "RGBX"):
+        arr = np.asarray(im)
+        rgb = np.ascontiguousarray(arr[..., :3])
+        alpha = np.ascontiguousarray(arr[..., 3]) if im.mode == "RGBA" else None
+        return rgb, alpha, (Layout.RGBA if im.mode == "RGBA" else Layout.RGB)
+    else:
+        try:
+            return prepare_image(im.convert("RGBA" if "A" in im.mode else "RGB"))
+        except ValueError:
+            raise CodecError(f"unsupported image mode {im.mode}") from None
+    gray = np.ascontiguousarray(gray)
+    return np.repeat(gray[..., None], 3, axis=2), alpha, layout
+
+
+def quality_to_level(quality: float, num_levels: int) -> float:
+    """Quality 0…100 onto the model's continuous gain level 0…L−1 (linear)."""
+    return quality / 100.0 * (num_levels - 1)
+
+
+def _check_quality(quality: float) -> float:
+    try:
+        q = float(quality)
+    except (TypeError, ValueError):
+        raise CodecError(f"quality must be a number, got {quality!r}") from None
+    if not 0.0 <= q <= 100.0 or math.isnan(q):
+        raise CodecError(f"quality must be between 0 and 100, got {quality}")
+    return round(q, 2)
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CodecError("--device cuda requested but no CUDA GPU is available")
+    return device
+
+
+def _png_bytes(plane: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(plane, "L").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- encode / decode
+def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | os.PathLike | None = None,
+           device: str = "cpu") -> bytes:
+    """Encode an image (PIL image, uint8 array or path) to .aec bytes."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..models import registry
+
+    q = _check_quality(quality)
+    rgb, alpha, layout = prepare_image(image)
+    h, w = rgb.shape[:2]
+    if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
+        raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
+    dev = _device(device)
+    net, model_id, digest = registry.load(model, device=dev)
+    s = net.config.stride
+    x = torch.from_numpy(rgb.copy()).to(dev).permute(2, 0, 1)[None].float().div_(255)
+    ph, pw = -h % s, -w % s
+    if ph or pw:  # replicate the border: no artificial edges to spend bits on
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    out = net.compress(x, quality_to_level(q, net.config.num_levels))
+    sections = {Section.Z: out["z"], Section.Y: out["y"]}
+    if alpha is not None:
+        sections[Section.ALPHA] = _png_bytes(alpha)
+    return fmt.pack(Container(width=w, height=h, layout=layout, quality=q, model_id=model_id,
+                              weights_hash=digest, sections=sections))
+
+
+def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+            if im.size != (width, height) or im.mode != "L":
+                raise FormatError("corrupt alpha section (wrong size or mode)")
+            return np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError("corrupt alpha section") from None
+
+
+def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MAX_PIXELS,
+           model: str | os.PathLike | None = None) -> Image.Image:
+    """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded)."""
+    import torch
+
+    from ..models import registry
+
+    c = fmt.unpack(bytes(data), max_pixels=max_pixels)
+    dev = _device(device)
+    net, _, _ = registry.load(model if model is not None else c.model_id, device=dev,
+                              weights_hash=c.weights_hash)
+    s = net.config.stride
+    ph, pw = -(-c.height // s) * s, -(-c.width // s) * s
+    try:
+        y_hat = net.decompress_latents(c.sections[Section.Y], c.sections[Section.Z], (ph // s, pw // s))
+    except (RuntimeError, ValueError) as exc:
+        raise FormatError(f"corrupt latent data ({_one_line(exc)})") from None
+    x_hat = net.synthesize(y_hat, quality_to_level(c.quality, net.config.num_levels))
+    if not torch.isfinite(x_hat).all():
+        raise FormatError("corrupt latent data (decoded to invalid values)")
+    rgb = x_hat[0, :, : c.height, : c.width].mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if c.layout in (Layout.GRAY, Layout.GRAY_ALPHA):
+        img = img.convert("L")
+    if c.layout in Layout.WITH_ALPHA:
+        alpha = Image.fromarray(_decode_alpha(c.sections[Section.ALPHA], c.width, c.height), "L")
+        img.putalpha(alpha)
+    return img
+
+
+def info(data: bytes) -> dict:
+    """Header fields of an .aec file (validated; the payload is not decoded)."""
+    c = fmt.unpack(bytes(data))
+    return {"format_version": c.version, "model_id": c.model_id, "weights_hash": c.weights_hash,
+            "width": c.width, "height": c.height, "layout": Layout.NAMES[c.layout], "quality": c.quality,
+            "bytes": len(data), "bpp": 8 * len(data) / (c.width * c.height),
+            "sections": {Section.NAMES[k]: len(v) for k, v in c.sections.items()}}
+
+
+# ----------------------------------------------------------------------------- files
+def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=None, overwrite: bool = False) -> None:
+    """Write ``data`` (or call ``save(tmp_path)``) to a temp file beside ``path``, then rename.
+
+    Never leaves a partial file: on any error (or Ctrl-C) the temp file is removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CodecError(f"{path}: output directory {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise CodecError(f"{path}: already exists (use --force to overwrite)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if data is not None:
+                f.write(data)
+        if save is not None:
+            save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def encode_file(src: ImageLike, dst: str | os.PathLike, quality: float = DEFAULT_QUALITY, *,
+                overwrite: bool = False, **kwargs) -> bytes:
+    data = encode(src, quality, **kwargs)
+    write_atomic(dst, data, overwrite=overwrite)
+    return data
+
+
+_NO_ALPHA = {"JPEG", "BMP", "PPM"}
+
+
+def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Save with the format chosen from the file name (PNG for unknown or no extension)."""
+    ext = Path(dst).suffix.lower()
+    fmt_name = Image.registered_extensions().get(ext, "PNG") if ext else "PNG"
+    if fmt_name in _NO_ALPHA and img.mode in ("RGBA", "LA"):
+        warnings.warn(f"{fmt_name} cannot store alpha; the alpha channel is dropped", stacklevel=2)
+        img = img.convert("RGB" if img.mode == "RGBA" else "L")
+    kwargs = {"quality": 95} if fmt_name in ("JPEG", "WEBP", "AVIF") else {}
+
+    def save(tmp: str) -> None:
+        img.save(tmp, format=fmt_name, **kwargs)
+
+    try:
+        write_atomic(dst, save=save, overwrite=overwrite)
+    except (KeyError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CodecError(f"{dst}: cannot write {fmt_name} ({_one_line(exc)})") from None
+
+
+def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> Image.Image:
+    try:
+        data = Path(src).read_bytes()
+    except FileNotFoundError:
+        raise CodecError(f"{src}: no such file") from None
+    except IsADirectoryError:
+        raise CodecError(f"{src}: is a directory") from None
+    img = decode(data, **kwargs)
+    save_image(img, dst, overwrite=overwrite)
+    return img
