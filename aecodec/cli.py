@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
 
 QUALITY_HELP = ("Quality 0–100, higher is better and larger (like cwebp's -q). 0 ≈ 0.1 bpp, "

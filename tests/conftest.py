@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(os.environ.get("AECODEC_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+KODAK = SHARED / "datasets" / "kodak"
+
+
+@pytest.fixture(scope="session")
+def kodak() -> Path:
+    if not (KODAK / "kodim23.png").is_file():
+        pytest.skip(f"needs the Kodak images in {KODAK} (../shared is absent outside the project workspace)")
+    return KODAK
+
+
+def smooth_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A photo-like test image: smooth gradients, a few edges and mild noise (uint8)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = []
+    for c in range(channels):
+        f = 90 + 60 * np.sin(xx / (7 + 3 * c) + c) * np.cos(yy / (11 + 2 * c)) + 40 * (xx > w / 2)
+        base.append(f + rng.normal(0, 4, (h, w)))
+    arr = np.clip(np.stack(base, -1), 0, 255).astype(np.uint8)
+    return arr[..., 0] if channels == 1 else arr
+
+
+@pytest.fixture
+def rgb_image() -> np.ndarray:
+    return smooth_image(70, 90)

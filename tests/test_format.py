@@ -1,0 +1,167 @@
+"""The .aec container: round trip and every rejection (format.py is stdlib only)."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from aecodec.codec import format as fmt
+from aecodec.codec.format import Container, FormatError, Layout, Section
+
+
+def make(**over) -> Container:
+    fields = dict(width=33, height=17, layout=Layout.RGB, quality=75.5, model_id="mean-scale-vr-128",
+                  weights_hash="0123456789abcdef", sections={Section.Z: b"zz" * 5, Section.Y: b"y" * 40})
+    fields.update(over)
+    return Container(**fields)
+
+
+def recrc(data: bytes) -> bytes:
+    return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
+
+
+def test_round_trip_keeps_every_field():
+    c = make()
+    assert fmt.unpack(fmt.pack(c)) == c
+
+
+def test_round_trip_with_alpha_section():
+    c = make(layout=Layout.RGBA, sections={Section.Z: b"z", Section.Y: b"y", Section.ALPHA: b"png"})
+    assert fmt.unpack(fmt.pack(c)) == c
+
+
+def test_layout_follows_the_byte_table():
+    data = fmt.pack(make())
+    assert data[:4] == b"\x89AEC"
+    assert data[4] == 1  # version
+    assert data[5] == Layout.RGB
+    assert struct.unpack(">H", data[6:8])[0] == 7550
+    assert struct.unpack(">II", data[8:16]) == (33, 17)
+    assert data[16:24] == bytes.fromhex("0123456789abcdef")
+    n = data[24]
+    assert data[25:25 + n] == b"mean-scale-vr-128"
+    assert data[25 + n] == 2  # sections
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_format_module_uses_only_the_standard_library():
+    code = ("import sys; import aecodec.codec.format; "
+            "bad = [m for m in ('torch', 'numpy', 'PIL') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    # import the module file directly so aecodec/__init__ (Pillow plugin) is not involved
+    code = code.replace("import aecodec.codec.format", "import importlib.util as u; "
+                        "s = u.spec_from_file_location('f', 'aecodec/codec/format.py'); m = u.module_from_spec(s); "
+                        "sys.modules['f'] = m; s.loader.exec_module(m)")
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_decode_rejects_wrong_magic():
+    with pytest.raises(FormatError, match="not an .aec file"):
+        fmt.unpack(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+
+
+def test_decode_rejects_empty_file():
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(b"")
+
+
+@pytest.mark.parametrize("cut", [5, 24, 30, 45, -30, -1])
+def test_decode_rejects_truncated_file(cut):
+    data = fmt.pack(make())
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(data[:cut])
+
+
+def test_decode_rejects_trailing_bytes():
+    with pytest.raises(FormatError, match="trailing bytes"):
+        fmt.unpack(fmt.pack(make()) + b"\0")
+
+
+def test_decode_rejects_crc_mismatch():
+    data = bytearray(fmt.pack(make()))
+    data[-10] ^= 0x01  # a payload byte
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        fmt.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_decode_rejects_unknown_format_version(version):
+    data = bytearray(fmt.pack(make()))
+    data[4] = version
+    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads version 1"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (5, b"\x00", "invalid channel layout"),
+    (5, b"\x07", "invalid channel layout"),
+    (6, struct.pack(">H", 10001), "invalid quality"),
+    (8, struct.pack(">I", 0), "invalid width"),
+    (12, struct.pack(">I", 0), "invalid height"),
+    (8, struct.pack(">I", 1 << 25), "invalid width"),
+])
+def test_decode_validates_each_header_field(offset, value, message):
+    data = bytearray(fmt.pack(make()))
+    data[offset:offset + len(value)] = value
+    with pytest.raises(FormatError, match=message):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_decode_caps_pixels_before_allocating():
+    data = bytearray(fmt.pack(make()))
+    data[8:16] = struct.pack(">II", 1 << 24, 1 << 24)  # 2^48 pixels, a bomb
+    with pytest.raises(FormatError, match="exceeds the cap"):
+        fmt.unpack(recrc(bytes(data)))
+    small = fmt.pack(make(width=100, height=100))
+    with pytest.raises(FormatError, match="exceeds the cap of 9999"):
+        fmt.unpack(small, max_pixels=9999)
+    assert fmt.unpack(small, max_pixels=10000).width == 100
+
+
+def test_decode_rejects_invalid_model_id():
+    data = bytearray(fmt.pack(make(model_id="abc")))
+    data[25:28] = b"A_c"
+    with pytest.raises(FormatError, match="invalid model id"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_decode_rejects_section_table_that_does_not_match_the_layout():
+    rgba_without_alpha = bytearray(fmt.pack(make()))
+    rgba_without_alpha[5] = Layout.RGBA
+    with pytest.raises(FormatError, match="missing alpha"):
+        fmt.unpack(recrc(bytes(rgba_without_alpha)))
+    with pytest.raises(FormatError, match="unexpected alpha"):
+        fmt.pack(make(sections={Section.Z: b"", Section.Y: b"", Section.ALPHA: b""}))
+
+
+def test_decode_rejects_unknown_and_duplicate_sections():
+    data = bytearray(fmt.pack(make()))
+    table = 25 + len("mean-scale-vr-128") + 1
+    data[table] = 9
+    with pytest.raises(FormatError, match="unknown section kind 9"):
+        fmt.unpack(recrc(bytes(data)))
+    data[table] = Section.Y
+    with pytest.raises(FormatError, match="duplicate section"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_header_only_reads_a_file_with_a_damaged_payload():
+    data = bytearray(fmt.pack(make()))
+    data[-10] ^= 0xFF
+    c = fmt.unpack(bytes(data), header_only=True)
+    assert (c.width, c.height, c.model_id) == (33, 17, "mean-scale-vr-128")
+
+
+def test_encoder_refuses_out_of_range_fields():
+    with pytest.raises(FormatError):
+        fmt.pack(make(width=0))
+    with pytest.raises(FormatError):
+        fmt.pack(make(quality=101))
+    with pytest.raises(FormatError):
+        fmt.pack(make(weights_hash="abcd"))
