@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .format import Container, FormatError, Layout, Section
 
-__all__ = ["encode", "decode", "encode_file", "decode_file", "info", "CodecError",
+__all__ = ["encode", "decode", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
            "prepare_image", "quality_to_level", "DEFAULT_QUALITY"]
 
 DEFAULT_QUALITY = 75.0
@@ -192,23 +192,36 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
         raise FormatError("corrupt alpha section") from None
 
 
+def _load_for(c: Container, device: str, model):
+    from ..models import registry
+
+    return registry.load(model if model is not None else c.model_id, device=_device(device),
+                         weights_hash=c.weights_hash)[0]
+
+
+def _latents(net, c: Container):
+    s = net.config.stride
+    z_shape = (-(-c.height // s), -(-c.width // s))
+    try:
+        return net.decompress_latents(c.sections[Section.Y], c.sections[Section.Z], z_shape)
+    except (RuntimeError, ValueError) as exc:
+        raise FormatError(f"corrupt latent data ({_one_line(exc)})") from None
+
+
+def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike | None = None):
+    """The entropy-decoded latents ŷ ``(1, M, H/16, W/16)`` — bit-identical on every device."""
+    c = fmt.unpack(bytes(data))
+    return _latents(_load_for(c, device, model), c)
+
+
 def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MAX_PIXELS,
            model: str | os.PathLike | None = None) -> Image.Image:
     """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded)."""
     import torch
 
-    from ..models import registry
-
     c = fmt.unpack(bytes(data), max_pixels=max_pixels)
-    dev = _device(device)
-    net, _, _ = registry.load(model if model is not None else c.model_id, device=dev,
-                              weights_hash=c.weights_hash)
-    s = net.config.stride
-    ph, pw = -(-c.height // s) * s, -(-c.width // s) * s
-    try:
-        y_hat = net.decompress_latents(c.sections[Section.Y], c.sections[Section.Z], (ph // s, pw // s))
-    except (RuntimeError, ValueError) as exc:
-        raise FormatError(f"corrupt latent data ({_one_line(exc)})") from None
+    net = _load_for(c, device, model)
+    y_hat = _latents(net, c)
     x_hat = net.synthesize(y_hat, quality_to_level(c.quality, net.config.num_levels))
     if not torch.isfinite(x_hat).all():
         raise FormatError("corrupt latent data (decoded to invalid values)")

@@ -173,11 +173,17 @@ class MeanScaleHyperprior(nn.Module):
         return {"y": y_strings[0], "z": z_strings[0], "z_shape": tuple(z.shape[-2:])}
 
     @torch.inference_mode()
-    def decompress_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
-        """Entropy-decode ŷ (exact, device independent)."""
+    def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:
+        """Entropy-decode everything the decoder sees: ``z_hat``, y's CDF ``indexes`` and
+        ``means``, and ``y_hat`` (exact, device independent). Used by ``aecodec.inspect``."""
         z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
         indexes, means = self.entropy_parameters(z_hat)
-        return self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        return {"z_hat": z_hat, "indexes": indexes, "means": means, "y_hat": y_hat}
+
+    def decompress_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
+        """Entropy-decode ŷ (exact, device independent)."""
+        return self.decode_latents(y_string, z_string, z_shape)["y_hat"]
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, level: float) -> torch.Tensor:

@@ -1,0 +1,232 @@
+"""Specifications of the rate-distortion benchmark (benchmarks/): metrics, BD-rate, codecs, CLI.
+
+Self-contained: synthetic images only, no dataset folder needed.
+"""
+
+import json
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import rd
+from benchmarks.codecs import CLASSICAL, CODECS, AECodec, Codec, CodecUnavailable, get_codec
+from benchmarks.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr, ssim
+
+
+def synthetic(width=96, height=80, mode="RGB", seed=0) -> Image.Image:
+    """Smooth gradients and waves plus mild noise: compresses like a photo, not like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    channels = 3 if mode == "RGB" else 1
+    planes = [120 + 60 * x - 40 * y + 50 * np.sin(2 * np.pi * (1.5 * x + (c + 1) * y) + c) for c in range(channels)]
+    a = np.stack(planes, -1) + rng.normal(0, 4, (height, width, channels))
+    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(a if channels == 3 else a[..., 0], mode)
+
+
+def codec_or_skip(name) -> Codec:
+    codec = get_codec(name)
+    try:
+        codec.check()
+    except CodecUnavailable as e:
+        pytest.skip(f"{name} unavailable: {e}")
+    return codec
+
+
+def aecodec_api_or_skip():
+    try:
+        import aecodec
+    except ImportError:
+        pytest.skip("aecodec not importable")
+    if not callable(getattr(aecodec, "encode", None)):
+        pytest.skip("aecodec.encode does not exist yet")
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def test_psnr_matches_a_direct_numpy_computation():
+    ref = np.asarray(synthetic())
+    rec = np.clip(ref.astype(int) + np.random.default_rng(1).integers(-9, 10, ref.shape), 0, 255).astype(np.uint8)
+    mse = ((ref.astype(np.float64) - rec.astype(np.float64)) ** 2).mean()
+    assert psnr(ref, rec) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
+    assert psnr(Image.fromarray(ref), Image.fromarray(rec)) == pytest.approx(psnr(ref, rec), abs=1e-12)
+
+
+def test_psnr_of_an_error_of_one_level_everywhere_is_48_13_db():
+    ref = np.full((10, 12, 3), 100, np.uint8)
+    assert psnr(ref, ref + 1) == pytest.approx(20 * math.log10(255), abs=1e-9)  # 48.1308 dB
+
+
+def test_psnr_of_a_gray_image_is_on_the_gray_plane_and_identical_images_give_inf():
+    ref = synthetic(75, 61, "L")
+    rec = Image.fromarray(np.clip(np.asarray(ref).astype(int) + 3, 0, 255).astype(np.uint8), "L")
+    a, b = np.asarray(ref, np.float64), np.asarray(rec, np.float64)
+    assert psnr(ref, rec) == pytest.approx(10 * np.log10(255**2 / ((a - b) ** 2).mean()))
+    assert psnr(ref, ref) == math.inf
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise():
+    ref = synthetic()
+    noisy = Image.fromarray(np.clip(np.asarray(ref).astype(int) + np.random.default_rng(2).normal(0, 20, (80, 96, 3)),
+                                    0, 255).astype(np.uint8))
+    assert ssim(ref, ref) == pytest.approx(1.0, abs=1e-6)
+    assert 0 < ssim(ref, noisy) < 0.9
+
+
+def test_ms_ssim_needs_161_pixels_on_the_smaller_side():
+    assert ms_ssim(synthetic(), synthetic()) is None  # 96 x 80: too small for 5 scales
+    big = synthetic(170, 161)
+    assert ms_ssim(big, big) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ms_ssim_db_is_minus_ten_log10_of_one_minus_ms_ssim():
+    assert ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert ms_ssim_db(None) is None and ms_ssim_db(1.0) == math.inf
+
+
+# ----------------------------------------------------------------------------- BD-rate
+
+RATES = np.array([0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0])
+PSNR_CURVE = 24 + 4.5 * np.log2(RATES / 0.1) - 0.08 * np.log2(RATES / 0.1) ** 2  # concave, like a real codec
+MS_SSIM_DB_CURVE = 8 + 3.2 * np.log(RATES / 0.05)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+@pytest.mark.parametrize("metric", [PSNR_CURVE, MS_SSIM_DB_CURVE], ids=["psnr", "ms-ssim-db"])
+def test_bd_rate_of_the_same_curve_at_0_8_times_the_rate_is_minus_20_percent(metric, method):
+    assert bd_rate(RATES, metric, 0.8 * RATES, metric, method=method) == pytest.approx(-20.0, abs=0.5)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_matches_the_closed_form_for_linear_log_rate_curves(method):
+    # anchor: ln R = -5 + 0.15 D, test: ln R = -4.4 + 0.13 D (sampled at other points, other range).
+    # Over the shared range [30, 38] the mean log-rate difference is 0.6 - 0.02 * 34 = -0.08.
+    d_anchor, d_test = np.linspace(27, 38, 6), np.linspace(30, 41, 7)
+    r_anchor, r_test = np.exp(-5 + 0.15 * d_anchor), np.exp(-4.4 + 0.13 * d_test)
+    expected = (math.exp(-0.08) - 1) * 100
+    assert bd_rate(r_anchor, d_anchor, r_test, d_test, method=method) == pytest.approx(expected, abs=1e-6)
+
+
+def test_bd_rate_both_ways_round_trips_and_no_overlap_gives_none():
+    other = 1.3 * RATES ** 1.1
+    ab, ba = bd_rate(RATES, PSNR_CURVE, other, PSNR_CURVE), bd_rate(other, PSNR_CURVE, RATES, PSNR_CURVE)
+    assert (1 + ab / 100) * (1 + ba / 100) == pytest.approx(1.0, abs=1e-9)
+    assert bd_rate(RATES, PSNR_CURVE, RATES, PSNR_CURVE + 50) is None
+
+
+# ----------------------------------------------------------------------------- codecs
+
+@pytest.mark.parametrize("name", CLASSICAL)
+@pytest.mark.parametrize("image", [synthetic(), synthetic(75, 61, "L", seed=3)], ids=["rgb-96x80", "gray-75x61"])
+def test_each_classical_codec_round_trips_a_small_image_with_bpp_from_its_bytes(name, image):
+    codec = codec_or_skip(name)
+    low, high = (codec.run(image, q) for q in (codec.qualities[1], codec.qualities[-1]))
+    for r in (low, high):
+        assert r.reconstruction.size == image.size and r.reconstruction.mode == image.mode
+        assert r.num_bytes > 0 and r.bpp == pytest.approx(r.num_bytes * 8 / (image.width * image.height))
+        assert 18 < psnr(image, r.reconstruction) < 60
+        assert r.encode_s > 0 and r.decode_s > 0
+    assert high.bpp > low.bpp and psnr(image, high.reconstruction) > psnr(image, low.reconstruction)
+
+
+def test_load_image_drops_metadata_and_gives_rgb_or_l(tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    synthetic().save(tmp_path / "icc.png", icc_profile=icc)
+    synthetic().convert("RGBA").save(tmp_path / "rgba.png")
+    synthetic().convert("P").save(tmp_path / "palette.png")
+    Image.fromarray((np.asarray(synthetic(mode="L")).astype(np.uint16) * 257)).save(tmp_path / "gray16.png")
+    loaded = {p.name: rd.load_image(p) for p in rd.list_images(tmp_path)}
+    assert {n: im.mode for n, im in loaded.items()} == {
+        "gray16.png": "L", "icc.png": "RGB", "palette.png": "RGB", "rgba.png": "RGB"}
+    assert all(not im.info for im in loaded.values())
+    assert np.array_equal(np.asarray(loaded["gray16.png"]), np.asarray(synthetic(mode="L")))
+
+
+def test_aecodec_is_skipped_with_a_reason_when_its_api_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "aecodec", types.ModuleType("aecodec"))
+    with pytest.raises(CodecUnavailable, match="aecodec.encode"):
+        AECodec().check()
+
+    def raise_import_error(image, quality):
+        raise ImportError("no weights backend")
+
+    fake = types.ModuleType("aecodec")
+    fake.encode, fake.decode = raise_import_error, lambda data: None
+    monkeypatch.setitem(sys.modules, "aecodec", fake)
+    synthetic().save(tmp_path / "a.png")
+    out = rd.run_job((str(tmp_path / "a.png"), "aecodec", [50]))
+    assert out["status"] == "skipped" and "ImportError" in out["reason"] and out["points"] == []
+
+
+def test_aecodec_round_trips_through_its_public_api():
+    aecodec_api_or_skip()
+    image = synthetic()
+    r = AECodec().run(image, 75)
+    assert r.reconstruction.size == image.size and r.reconstruction.mode == "RGB"
+    assert r.num_bytes > 0 and math.isfinite(psnr(image, r.reconstruction))
+
+
+# ----------------------------------------------------------------------------- command line
+
+@pytest.fixture
+def dataset(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    synthetic().save(folder / "rgb.png")
+    synthetic(75, 61, "L", seed=5).save(folder / "gray-odd.png")
+    return folder
+
+
+def test_quick_run_writes_sane_results_json_plot_and_bd_table(dataset, tmp_path):
+    out = tmp_path / "out"
+    code = rd.main(["--dataset", str(dataset), "--out", str(out), "--quick", "--codecs", "classical",
+                    "--jobs", "2", "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["checks"] == {"passed": True, "failures": []}
+    assert {i["name"]: i["mode"] for i in res["dataset"]["images"]} == {"gray-odd.png": "L", "rgb.png": "RGB"}
+    assert set(res["codecs"]) == set(CLASSICAL)
+    for name, c in res["codecs"].items():
+        if c["status"] == "skipped":
+            continue
+        assert c["status"] == "ok", (name, c["reason"])
+        assert set(c["per_image"]) == {"gray-odd.png", "rgb.png"} and len(c["mean"]) == 3
+        for p in c["per_image"]["rgb.png"]:
+            assert p["bpp"] > 0 and 15 < p["psnr"] < 60 and 0 < p["ssim"] <= 1
+            assert p["ms_ssim"] is None  # too small for MS-SSIM's 5 scales
+            assert p["encode_s"] > 0 and p["peak_mem_mb"] is not None
+    jpeg_rows = [r for r in res["bd_rate"]["pchip"] if r["anchor"] == "jpeg-420"]
+    assert jpeg_rows and all(r["psnr"] is not None for r in jpeg_rows)
+    assert res["machine"]["versions"]["Pillow"] and res["machine"]["cpu_model"]
+    assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| test | anchor |" in (out / "bdrate.md").read_text()
+
+
+class _BrokenCodec(Codec):
+    """Returns a flat gray image whatever the input: bpp fine, PSNR far too low."""
+
+    name, label, qualities = "broken", "broken", (10, 50, 90)
+
+    def encode(self, image, quality):
+        return bytes(int(quality))
+
+    def decode(self, data):
+        return Image.new("RGB", (96, 80), (0, 0, 0))
+
+
+def test_quick_run_exits_non_zero_when_a_codec_gives_insane_results(dataset, tmp_path, monkeypatch):
+    for p in list(dataset.iterdir()):
+        if p.name != "rgb.png":
+            p.unlink()
+    monkeypatch.setitem(CODECS, "broken", _BrokenCodec)
+    code = rd.main(["--dataset", str(dataset), "--out", str(tmp_path / "out"), "--quick", "--codecs", "broken",
+                    "--jobs", "1", "--no-progress"])
+    assert code == 1
+    failures = json.loads((tmp_path / "out" / "results.json").read_text())["checks"]["failures"]
+    assert any("mean PSNR" in f for f in failures)

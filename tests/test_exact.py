@@ -1,0 +1,160 @@
+"""Device-independent entropy parameters: the fixed-point h_s is exact, whatever the route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aecodec.codec.api import prepare_image, quality_to_level
+from aecodec.models import registry
+from aecodec.models.exact import FixedPoint, check_bounds
+
+from .conftest import smooth_image
+
+
+@pytest.fixture(scope="module")
+def net():
+    return registry.load()[0]
+
+
+def _z_hat(net, rgb: np.ndarray, quality: float = 60) -> torch.Tensor:
+    s = net.config.stride
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    x = torch.nn.functional.pad(x, (0, -w % s, 0, -h % s), mode="replicate")
+    with torch.no_grad():
+        g, _ = net.gains(torch.tensor([quality_to_level(quality, net.config.num_levels)]))
+        z = net.h_a(net.g_a(x) * g)
+        return net.entropy_bottleneck.decompress(net.entropy_bottleneck.compress(z), z.shape[-2:])
+
+
+def _images(kodak_dir):
+    imgs = [smooth_image(128, 192, seed=1)]
+    if kodak_dir is not None:
+        # natural photos, cropped to 256×384 to keep the int64 reference fast
+        imgs += [prepare_image(kodak_dir / f"kodim{i:02d}.png")[0][:256, :384] for i in (1, 7, 23)]
+    return imgs
+
+
+@pytest.fixture(scope="module")
+def images(request):
+    from .conftest import KODAK
+    return _images(KODAK if (KODAK / "kodim23.png").is_file() else None)
+
+
+def test_every_partial_sum_fits_float64_exactly(net):
+    c = net.config
+    assert check_bounds(c.N, c.M, c.fixed_point) < 53
+
+
+# --- an independent route: numpy int64, explicit im2col, transposed conv as dilated conv ---------
+def _round_half_even_div(v: np.ndarray, shift: int) -> np.ndarray:
+    q, r = np.divmod(v, 1 << shift)
+    half = 1 << (shift - 1)
+    return q + ((r > half) | ((r == half) & (q % 2 == 1)))
+
+
+def _conv_int(x: np.ndarray, w: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    """x (C, H, W) int64, w (O, C, k, k) int64, pad (top, bottom, left, right) → (O, H', W')."""
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (pad[0], pad[1]), (pad[2], pad[3])))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(1, 2))  # C, H', W', k, k
+    C, Ho, Wo = win.shape[:3]
+    cols = win.transpose(1, 2, 0, 3, 4).reshape(Ho * Wo, C * k * k)  # im2col
+    return (cols @ w.reshape(w.shape[0], -1).T).T.reshape(w.shape[0], Ho, Wo)  # int64 matmul
+
+
+def _exact_int64(hs, z_hat: torch.Tensor) -> np.ndarray:
+    fp: FixedPoint = hs.fp
+    wb, ab = fp.w_bits, fp.a_bits
+    a_max = int(fp.a_max * 2**ab)
+    x = np.clip(np.round(z_hat[0].double().numpy() * 2**ab), -a_max, a_max).astype(np.int64)
+    for i, layer in enumerate(hs.layers):
+        w = np.round(np.clip(layer.weight.detach().double().numpy(), -fp.w_max, fp.w_max) * 2**wb).astype(np.int64)
+        b = np.round(np.clip(layer.bias.detach().double().numpy(), -fp.a_max, fp.a_max) * 2 ** (wb + ab)).astype(np.int64)
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            C, H, W = x.shape
+            dil = np.zeros((C, 2 * H - 1, 2 * W - 1), np.int64)
+            dil[:, ::2, ::2] = x
+            w_eq = np.flip(w, (-2, -1)).transpose(1, 0, 2, 3)  # (Cout, Cin, k, k)
+            acc = _conv_int(dil, np.ascontiguousarray(w_eq), (2, 3, 2, 3))
+        else:
+            acc = _conv_int(x, w, (1, 1, 1, 1))
+        assert np.abs(acc).max() < 2**53
+        x = _round_half_even_div(acc + b[:, None, None], wb)
+        last = i == len(hs.layers) - 1
+        x = np.clip(x, -a_max if last else 0, a_max)
+    return x  # units of 2**-a_bits
+
+
+def test_entropy_parameters_match_an_independent_int64_recomputation(net, images):
+    table = net.gaussian_conditional.scale_table.double().numpy()
+    for rgb in images:
+        z_hat = _z_hat(net, rgb)
+        indexes, means = net.entropy_parameters(z_hat)
+        ref = _exact_int64(net.h_s, z_hat) / 2.0**net.config.fixed_point.a_bits
+        scales_ref, means_ref = np.split(ref, 2, axis=0)
+        idx_ref = np.searchsorted(table[:-1], np.maximum(scales_ref, table[0]), side="left")
+        np.testing.assert_array_equal(indexes[0].numpy(), idx_ref)
+        np.testing.assert_array_equal(means[0].double().numpy(), means_ref)
+
+
+def test_other_memory_layout_and_dtype_give_identical_indexes(net, images):
+    for rgb in images[:2]:
+        z_hat = _z_hat(net, rgb)
+        ref = net.h_s.exact(z_hat)
+        alt = net.h_s.exact(z_hat.to(memory_format=torch.channels_last).double())
+        assert torch.equal(ref, alt)
+        # batch of two (other GEMM blocking), each item equal to the single run
+        both = net.h_s.exact(torch.cat([z_hat, z_hat.flip(-1)]))
+        assert torch.equal(both[:1], ref)
+
+
+def test_tiny_perturbations_of_the_input_do_not_change_the_result(net, images):
+    z_hat = _z_hat(net, images[0])
+    ref = net.entropy_parameters(z_hat)
+    for eps in (1e-7, -1e-7, 1e-6, -1e-6):
+        out = net.entropy_parameters(z_hat + eps * torch.randn_like(z_hat).sign())
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_training_path_matches_the_exact_path(net, images):
+    z_hat = _z_hat(net, images[0])
+    with torch.no_grad():
+        float_path = net.h_s(z_hat).double()
+    exact = net.h_s.exact(z_hat)
+    assert (float_path - exact).abs().max() <= 2 * 2.0**-net.config.fixed_point.a_bits + 1e-6
+
+
+def _decode_with_threads(data: bytes, threads: int):
+    import aecodec
+    from aecodec.codec.api import decode_latents
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return decode_latents(data), np.asarray(aecodec.decode(data))
+    finally:
+        torch.set_num_threads(old)
+
+
+def _encode_with_threads(img, threads: int) -> bytes:
+    import aecodec
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return aecodec.encode(img, quality=50)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_latents_and_pixels_do_not_depend_on_the_thread_count(images):
+    img = images[-1]
+    enc1, enc2 = _encode_with_threads(img, 1), _encode_with_threads(img, 2)
+    for data in (enc1, enc2):
+        y1, p1 = _decode_with_threads(data, 1)
+        y2, p2 = _decode_with_threads(data, 2)
+        assert torch.equal(y1, y2)
+        assert np.abs(p1.astype(int) - p2.astype(int)).max() <= 1
+        assert np.array_equal(p1, p2)
