@@ -195,6 +195,79 @@ def info(
 
 
 @app.command()
+def inspect(
+    source: Annotated[str, typer.Argument(metavar="IMAGE_OR_AEC", help="An image (encoded at -q) or an .aec file (measured as it is).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Report PNG to write: original, reconstruction, rate map, error map.")],
+    quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75; an .aec file keeps its own.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON: totals, a 4×4 grid of regions, rate sums vs the file.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+) -> None:
+    """See where the bits go: a rate map (bits per pixel, from the coder's own tables) and an
+    error map of one image, with bpp, PSNR and SSIM."""
+    from .codec import api
+    from .inspect import inspect as run, render_report
+
+    def one(src):
+        targets = [output] + ([json_out] if json_out else [])
+        for path in targets:  # before the work, not after it
+            if Path(path).exists() and not force:
+                raise api.CodecError(f"{path}: already exists (use --force to overwrite)")
+        r = run(src, quality, model=model, device=device)
+        api.write_atomic(output, render_report(r), overwrite=force)
+        if json_out:
+            api.write_atomic(json_out, (json.dumps(r.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+        if not quiet:
+            psnr = "" if r.psnr is None else f", PSNR {r.psnr:.2f} dB, SSIM {r.ssim or float('nan'):.4f}"
+            typer.echo(f"{src} -> {', '.join(targets)}: {r.width}x{r.height}, q {r.quality:g}, "
+                       f"{r.bpp:.3f} bpp{psnr}", err=True)
+
+    _run_all([source], one, quiet)
+
+
+@app.command()
+def rank(
+    folder: Annotated[str, typer.Argument(metavar="DIR", help="Folder of images (not searched recursively).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Folder for rank.csv, rank.json and contact.png (created if missing).")],
+    quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the most expensive images the contact sheet shows.")] = 10,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+    model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+) -> None:
+    """Rank images by the bits per pixel they cost at one quality, most unusual first.
+
+    A model trained on normal photos spends many bits where an image is unlike them, so the top
+    of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
+    """
+    from .codec import api
+    from .inspect import rank as run, render_contact_sheet
+
+    def one(src):
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise api.CodecError(f"{out}: not a directory")
+        targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
+        for path in targets:
+            if path.exists() and not force:
+                raise api.CodecError(f"{path}: already exists (use --force to overwrite)")
+        ranking = run(src, quality, top=top, model=model, device=device)
+        out.mkdir(parents=True, exist_ok=True)
+        api.write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
+        api.write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+        api.write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
+        if not quiet:
+            for row in ranking.rows[:top]:
+                typer.echo(f"{row['rank']:4d}  {row['bpp']:.4f} bpp  {row['file']}", err=True)
+            typer.echo(f"{len(ranking.rows)} images ranked -> {out}", err=True)
+
+    _run_all([folder], one, quiet)
+
+
+@app.command()
 def train(
     data: Annotated[list[Path], typer.Argument(help="Folders of training photos (searched recursively).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Resumable checkpoint to write.")],

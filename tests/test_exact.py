@@ -158,3 +158,16 @@ def test_latents_and_pixels_do_not_depend_on_the_thread_count(images):
         assert torch.equal(y1, y2)
         assert np.abs(p1.astype(int) - p2.astype(int)).max() <= 1
         assert np.array_equal(p1, p2)
+
+
+def test_thread_invariant_gdn_computes_compressais_gdn():
+    from aecodec._torch import compressai
+    from aecodec.models.hyperprior import GDN
+    x = torch.randn(2, 16, 9, 7)
+    for inverse in (False, True):
+        ref = compressai().layers.GDN(16, inverse=inverse)
+        with torch.no_grad():
+            ref.gamma.add_(0.05 * torch.rand_like(ref.gamma))
+        ours = GDN(16, inverse=inverse)
+        ours.load_state_dict(ref.state_dict())
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-6)

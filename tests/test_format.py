@@ -10,12 +10,12 @@ import zlib
 import pytest
 
 from aecodec.codec import format as fmt
-from aecodec.codec.format import Container, FormatError, Layout, Section
+from aecodec.codec.format import Container, FormatError, Layout
 
 
 def make(**over) -> Container:
     fields = dict(width=33, height=17, layout=Layout.RGB, quality=75.5, model_id="mean-scale-vr-128",
-                  weights_hash="0123456789abcdef", sections={Section.Z: b"zz" * 5, Section.Y: b"y" * 40})
+                  weights_hash="0123456789abcdef", tile=1024, tiles=((b"zz" * 5, b"y" * 40),))
     fields.update(over)
     return Container(**fields)
 
@@ -30,8 +30,15 @@ def test_round_trip_keeps_every_field():
 
 
 def test_round_trip_with_alpha_section():
-    c = make(layout=Layout.RGBA, sections={Section.Z: b"z", Section.Y: b"y", Section.ALPHA: b"png"})
+    c = make(layout=Layout.RGBA, alpha=b"png")
     assert fmt.unpack(fmt.pack(c)) == c
+
+
+def test_round_trip_with_a_grid_of_tiles():
+    tiles = tuple((bytes([i]) * i, bytes([100 + i]) * (2 * i)) for i in range(6))  # 3 columns × 2 rows
+    c = make(width=130, height=70, tile=64, tiles=tiles)
+    assert fmt.unpack(fmt.pack(c)) == c
+    assert fmt.tile_grid(130, 70, 64) == (2, 3)
 
 
 def test_layout_follows_the_byte_table():
@@ -41,10 +48,13 @@ def test_layout_follows_the_byte_table():
     assert data[5] == Layout.RGB
     assert struct.unpack(">H", data[6:8])[0] == 7550
     assert struct.unpack(">II", data[8:16]) == (33, 17)
-    assert data[16:24] == bytes.fromhex("0123456789abcdef")
-    n = data[24]
-    assert data[25:25 + n] == b"mean-scale-vr-128"
-    assert data[25 + n] == 2  # sections
+    assert struct.unpack(">H", data[16:18])[0] == 1024 // 64
+    assert data[18:26] == bytes.fromhex("0123456789abcdef")
+    n = data[26]
+    assert data[27:27 + n] == b"mean-scale-vr-128"
+    table = 27 + n
+    assert struct.unpack(">II", data[table:table + 8]) == (10, 40)  # z, y of the single tile
+    assert data[table + 8:table + 18] == b"zz" * 5
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
@@ -71,7 +81,7 @@ def test_decode_rejects_empty_file():
         fmt.unpack(b"")
 
 
-@pytest.mark.parametrize("cut", [5, 24, 30, 45, -30, -1])
+@pytest.mark.parametrize("cut", [5, 26, 30, 45, 50, -30, -1])
 def test_decode_rejects_truncated_file(cut):
     data = fmt.pack(make())
     with pytest.raises(FormatError, match="truncated"):
@@ -105,6 +115,8 @@ def test_decode_rejects_unknown_format_version(version):
     (8, struct.pack(">I", 0), "invalid width"),
     (12, struct.pack(">I", 0), "invalid height"),
     (8, struct.pack(">I", 1 << 25), "invalid width"),
+    (16, struct.pack(">H", 0), "invalid tile size"),
+    (16, struct.pack(">H", 1025), "invalid tile size"),
 ])
 def test_decode_validates_each_header_field(offset, value, message):
     data = bytearray(fmt.pack(make()))
@@ -126,28 +138,32 @@ def test_decode_caps_pixels_before_allocating():
 
 def test_decode_rejects_invalid_model_id():
     data = bytearray(fmt.pack(make(model_id="abc")))
-    data[25:28] = b"A_c"
+    data[27:30] = b"A_c"
     with pytest.raises(FormatError, match="invalid model id"):
         fmt.unpack(recrc(bytes(data)))
 
 
-def test_decode_rejects_section_table_that_does_not_match_the_layout():
+def test_alpha_section_must_match_the_layout():
     rgba_without_alpha = bytearray(fmt.pack(make()))
-    rgba_without_alpha[5] = Layout.RGBA
-    with pytest.raises(FormatError, match="missing alpha"):
+    rgba_without_alpha[5] = Layout.RGBA  # now the table needs one more length than the file has
+    with pytest.raises(FormatError, match="truncated"):
         fmt.unpack(recrc(bytes(rgba_without_alpha)))
-    with pytest.raises(FormatError, match="unexpected alpha"):
-        fmt.pack(make(sections={Section.Z: b"", Section.Y: b"", Section.ALPHA: b""}))
+    with pytest.raises(FormatError, match="alpha section"):
+        fmt.pack(make(alpha=b"png"))
+    with pytest.raises(FormatError, match="alpha section"):
+        fmt.pack(make(layout=Layout.RGBA))
 
 
-def test_decode_rejects_unknown_and_duplicate_sections():
+def test_tile_count_must_match_the_grid():
+    with pytest.raises(FormatError, match="tile grid has 6"):
+        fmt.pack(make(width=130, height=70, tile=64))
+
+
+def test_section_lengths_are_checked_against_the_file_size():
     data = bytearray(fmt.pack(make()))
-    table = 25 + len("mean-scale-vr-128") + 1
-    data[table] = 9
-    with pytest.raises(FormatError, match="unknown section kind 9"):
-        fmt.unpack(recrc(bytes(data)))
-    data[table] = Section.Y
-    with pytest.raises(FormatError, match="duplicate section"):
+    table = 27 + len("mean-scale-vr-128")
+    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFF)  # a z length of 4 GB
+    with pytest.raises(FormatError, match="truncated"):
         fmt.unpack(recrc(bytes(data)))
 
 
@@ -165,3 +181,5 @@ def test_encoder_refuses_out_of_range_fields():
         fmt.pack(make(quality=101))
     with pytest.raises(FormatError):
         fmt.pack(make(weights_hash="abcd"))
+    with pytest.raises(FormatError, match="invalid tile size"):
+        fmt.pack(make(tile=100))

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import format as fmt
-from .format import Container, FormatError, Layout, Section
+from .format import Container, FormatError, Layout
 
 __all__ = ["encode", "decode", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
            "prepare_image", "quality_to_level", "DEFAULT_QUALITY"]
@@ -152,32 +152,57 @@ def _png_bytes(plane: np.ndarray) -> bytes:
 
 
 # ----------------------------------------------------------------------------- encode / decode
+DEFAULT_TILE = 1024
+MARGIN = 64  # pixels of context around a tile: more than the receptive fields of g_a (61 px) and g_s
+
+
+def _tile_rects(height: int, width: int, tile: int):
+    """Tiles (y0, y1, x0, x1) over the image padded to the stride, raster order, with their
+    context region (ry0, ry1, rx0, rx1) = the tile grown by MARGIN, clipped to the padded image."""
+    rows, cols = fmt.tile_grid(width, height, tile)
+    for r in range(rows):
+        for c in range(cols):
+            y0, y1 = r * tile, min(height, (r + 1) * tile)
+            x0, x1 = c * tile, min(width, (c + 1) * tile)
+            yield (y0, y1, x0, x1), (max(0, y0 - MARGIN), min(height, y1 + MARGIN),
+                                     max(0, x0 - MARGIN), min(width, x1 + MARGIN))
+
+
 def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | os.PathLike | None = None,
-           device: str = "cpu") -> bytes:
-    """Encode an image (PIL image, uint8 array or path) to .aec bytes."""
+           device: str = "cpu", tile: int = DEFAULT_TILE) -> bytes:
+    """Encode an image (PIL image, uint8 array or path) to .aec bytes.
+
+    The image is coded in tiles of ``tile`` pixels (a multiple of 64): each tile's latent is
+    computed from the tile plus a margin of context, so memory stays bounded for any size.
+    """
     import torch
-    import torch.nn.functional as F
 
     from ..models import registry
 
     q = _check_quality(quality)
+    if not isinstance(tile, int) or tile % fmt.TILE_UNIT or not fmt.TILE_UNIT <= tile <= 1024 * fmt.TILE_UNIT:
+        raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {1024 * fmt.TILE_UNIT}, got {tile}")
     rgb, alpha, layout = prepare_image(image)
     h, w = rgb.shape[:2]
     if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
     dev = _device(device)
     net, model_id, digest = registry.load(model, device=dev)
-    s = net.config.stride
-    x = torch.from_numpy(rgb.copy()).to(dev).permute(2, 0, 1)[None].float().div_(255)
-    ph, pw = -h % s, -w % s
-    if ph or pw:  # replicate the border: no artificial edges to spend bits on
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    out = net.compress(x, quality_to_level(q, net.config.num_levels))
-    sections = {Section.Z: out["z"], Section.Y: out["y"]}
-    if alpha is not None:
-        sections[Section.ALPHA] = _png_bytes(alpha)
+    s, ls = net.config.stride, net.config.stride // 4  # 64 (z grid), 16 (y grid)
+    hp, wp = h + (-h % s), w + (-w % s)
+    if (hp, wp) != (h, w):  # replicate the border: no artificial edges to spend bits on
+        rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+    level = quality_to_level(q, net.config.num_levels)
+    tiles = []
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in _tile_rects(hp, wp, tile):
+        x = torch.from_numpy(np.array(rgb[ry0:ry1, rx0:rx1])).to(dev)  # a writable copy
+        x = x.permute(2, 0, 1)[None].float().div_(255)
+        y = net.analyze(x, level)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
+        out = net.compress_latents(y.contiguous())
+        tiles.append((out["z"], out["y"]))
     return fmt.pack(Container(width=w, height=h, layout=layout, quality=q, model_id=model_id,
-                              weights_hash=digest, sections=sections))
+                              weights_hash=digest, tile=tile, tiles=tuple(tiles),
+                              alpha=_png_bytes(alpha) if alpha is not None else None))
 
 
 def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
@@ -200,48 +225,70 @@ def _load_for(c: Container, device: str, model):
 
 
 def _latents(net, c: Container):
-    s = net.config.stride
-    z_shape = (-(-c.height // s), -(-c.width // s))
-    try:
-        return net.decompress_latents(c.sections[Section.Y], c.sections[Section.Z], z_shape)
-    except (RuntimeError, ValueError) as exc:
-        raise FormatError(f"corrupt latent data ({_one_line(exc)})") from None
+    """ŷ of the whole (padded) image, tile by tile."""
+    import torch
+
+    s, ls = net.config.stride, net.config.stride // 4
+    hp, wp = -(-c.height // s) * s, -(-c.width // s) * s
+    y_hat = torch.empty(1, net.config.M, hp // ls, wp // ls, device=next(net.parameters()).device)
+    for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(_tile_rects(hp, wp, c.tile), c.tiles):
+        try:
+            y_t = net.decompress_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
+        except (RuntimeError, ValueError) as exc:
+            raise FormatError(f"corrupt latent data ({_one_line(exc)})") from None
+        y_hat[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y_t
+    return y_hat
 
 
 def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike | None = None):
-    """The entropy-decoded latents ŷ ``(1, M, H/16, W/16)`` — bit-identical on every device."""
+    """The entropy-decoded latents ŷ ``(1, M, H/16, W/16)`` (padded) — bit-identical on every device."""
     c = fmt.unpack(bytes(data))
     return _latents(_load_for(c, device, model), c)
+
+
+def _synthesize(net, c: Container, y_hat) -> np.ndarray:
+    """Pixels (H, W, 3) uint8, tile by tile; each tile sees MARGIN pixels of neighbouring latents."""
+    import torch
+
+    ls = net.config.stride // 4
+    hp, wp = y_hat.shape[-2] * ls, y_hat.shape[-1] * ls
+    level = quality_to_level(c.quality, net.config.num_levels)
+    out = np.empty((c.height, c.width, 3), np.uint8)
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in _tile_rects(hp, wp, c.tile):
+        if y0 >= c.height or x0 >= c.width:
+            continue
+        x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
+        if not torch.isfinite(x_hat).all():
+            raise FormatError("corrupt latent data (decoded to invalid values)")
+        y1, x1 = min(y1, c.height), min(x1, c.width)
+        crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+        out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MAX_PIXELS,
            model: str | os.PathLike | None = None) -> Image.Image:
     """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded)."""
-    import torch
-
     c = fmt.unpack(bytes(data), max_pixels=max_pixels)
     net = _load_for(c, device, model)
-    y_hat = _latents(net, c)
-    x_hat = net.synthesize(y_hat, quality_to_level(c.quality, net.config.num_levels))
-    if not torch.isfinite(x_hat).all():
-        raise FormatError("corrupt latent data (decoded to invalid values)")
-    rgb = x_hat[0, :, : c.height, : c.width].mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    img = Image.fromarray(_synthesize(net, c, _latents(net, c)), "RGB")
     if c.layout in (Layout.GRAY, Layout.GRAY_ALPHA):
         img = img.convert("L")
     if c.layout in Layout.WITH_ALPHA:
-        alpha = Image.fromarray(_decode_alpha(c.sections[Section.ALPHA], c.width, c.height), "L")
-        img.putalpha(alpha)
+        img.putalpha(Image.fromarray(_decode_alpha(c.alpha, c.width, c.height), "L"))
     return img
 
 
 def info(data: bytes) -> dict:
     """Header fields of an .aec file (validated; the payload is not decoded)."""
     c = fmt.unpack(bytes(data))
+    rows, cols = fmt.tile_grid(c.width, c.height, c.tile)
     return {"format_version": c.version, "model_id": c.model_id, "weights_hash": c.weights_hash,
             "width": c.width, "height": c.height, "layout": Layout.NAMES[c.layout], "quality": c.quality,
             "bytes": len(data), "bpp": 8 * len(data) / (c.width * c.height),
-            "sections": {Section.NAMES[k]: len(v) for k, v in c.sections.items()}}
+            "tile": c.tile, "tiles": f"{cols}x{rows}",
+            "sections": {"z": sum(len(z) for z, _ in c.tiles), "y": sum(len(y) for _, y in c.tiles),
+                         "alpha": len(c.alpha or b"")}}
 
 
 # ----------------------------------------------------------------------------- files

@@ -10,21 +10,26 @@ All integers are unsigned big-endian. A file is::
          6      2  quality         quality × 100, 0 … 10000 (i.e. 0.00 … 100.00)
          8      4  width           1 … 2^24; width × height ≤ the reader's pixel cap
         12      4  height          1 … 2^24
-        16      8  weights hash    first 8 bytes of the model's weights hash
-        24      1  id length n     1 … 64
-        25      n  model id        ASCII kebab-case: [a-z0-9]+(-[a-z0-9]+)*
-    25+n        1  section count   k, 2 … 8
-    26+n     5·k   section table   k × (kind: u8, length: u32); kinds unique:
-                                     1 = z   rANS string of the hyper-latent  (required)
-                                     2 = y   rANS string of the latent        (required)
-                                     3 = alpha  PNG of the alpha plane        (layouts 2, 4 only; then required)
-    26+n+5k  Σlen  sections        the section payloads, in table order
+        16      2  tile            tile side ÷ 64, 1 … 1024 (tiles of 64 … 65536 pixels)
+        18      8  weights hash    first 8 bytes of the model's weights hash
+        26      1  id length n     1 … 64
+        27      n  model id        ASCII kebab-case: [a-z0-9]+(-[a-z0-9]+)*
+    27+n      4·S  section table   S lengths (u32), S = 2·T + A, where T = ⌈width/tile⌉·⌈height/tile⌉
+                                   tiles and A = 1 for layouts 2 and 4, else 0. Order: for each
+                                   tile in raster order its z then its y; then the alpha section.
+    27+n+4S  Σlen  sections        z: rANS string of the tile's hyper-latent
+                                   y: rANS string of the tile's latent
+                                   alpha: PNG of the whole alpha plane (lossless)
     end-4       4  CRC-32          zlib.crc32 of every byte before it
 
-A reader checks, in this order and before allocating anything large: length ≥ the fixed part,
-magic, version, each header field's range, the pixel cap, the section table (kinds known,
-unique, required ones present), that the section lengths add up to the file length exactly
-(shorter: "truncated"; longer: "trailing bytes"), and the CRC.
+Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
+in bounded memory; the decoder synthesises each tile with a margin of its neighbours' latents, so
+tile boundaries leave no seams. Small images are a single tile.
+
+A reader checks, in this order and before allocating anything large: the magic, length ≥ the
+fixed part, version, each header field's range, the pixel cap, that the section table fits in
+the file, that the section lengths add up to the file length exactly (shorter: "truncated";
+longer: "trailing bytes"), and the CRC.
 
 The model is named by its stable id plus a weights hash — never by position in a list — so a
 file made with other weights is refused with the name of the weights it needs.
@@ -35,21 +40,21 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
-    "MAGIC", "VERSION", "Layout", "Section", "Container", "FormatError",
-    "pack", "unpack", "DEFAULT_MAX_PIXELS", "MAX_SIDE",
+    "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
+    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "tile_grid",
 ]
 
 MAGIC = b"\x89AEC"
 VERSION = 1
 MAX_SIDE = 1 << 24
+TILE_UNIT = 64
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; configurable per call (decompression-bomb cap)
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
-_FIXED = struct.Struct(">4sBBHII8sB")  # magic … id length: 25 bytes
-_SECTION = struct.Struct(">BI")
+_FIXED = struct.Struct(">4sBBHIIH8sB")  # magic … id length: 27 bytes
 _CRC = struct.Struct(">I")
 
 
@@ -59,13 +64,13 @@ class Layout:
     WITH_ALPHA = {2, 4}
 
 
-class Section:
-    Z, Y, ALPHA = 1, 2, 3
-    NAMES = {1: "z", 2: "y", 3: "alpha"}
-
-
 class FormatError(ValueError):
     """The bytes are not a valid .aec file; the message says why, in one line."""
+
+
+def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
+    """(rows, columns) of tiles of side ``tile`` covering a width × height image."""
+    return -(-height // tile), -(-width // tile)
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,9 @@ class Container:
     quality: float
     model_id: str
     weights_hash: str  # 16 lowercase hex digits
-    sections: dict[int, bytes] = field(default_factory=dict)
+    tile: int  # tile side in pixels, a multiple of 64
+    tiles: tuple[tuple[bytes, bytes], ...]  # (z, y) per tile, raster order
+    alpha: bytes | None = None
     version: int = VERSION
 
 
@@ -96,33 +103,28 @@ def _check_fields(width: int, height: int, layout: int, quality_x100: int, model
         raise FormatError(f"invalid model id {model_id!r}")
 
 
-def _check_sections(layout: int, kinds: list[int]) -> None:
-    for k in kinds:
-        if k not in Section.NAMES:
-            raise FormatError(f"unknown section kind {k}")
-    if len(set(kinds)) != len(kinds):
-        raise FormatError("duplicate section in the section table")
-    required = {Section.Z, Section.Y} | ({Section.ALPHA} if layout in Layout.WITH_ALPHA else set())
-    if set(kinds) != required:
-        missing, extra = required - set(kinds), set(kinds) - required
-        what = [f"missing {Section.NAMES[k]}" for k in sorted(missing)] + \
-               [f"unexpected {Section.NAMES[k]}" for k in sorted(extra)]
-        raise FormatError(f"section table does not match the layout ({', '.join(what)})")
+def _check_tile(tile: int) -> None:
+    if tile % TILE_UNIT or not 1 <= tile // TILE_UNIT <= 1024:
+        raise FormatError(f"invalid tile size {tile} (a multiple of {TILE_UNIT} up to {1024 * TILE_UNIT})")
 
 
 def pack(c: Container) -> bytes:
     """Serialise a container; raises FormatError if a field is out of range."""
     q = round(c.quality * 100)
     _check_fields(c.width, c.height, c.layout, q, c.model_id, max_pixels=MAX_SIDE * MAX_SIDE)
-    _check_sections(c.layout, list(c.sections))
+    _check_tile(c.tile)
+    rows, cols = tile_grid(c.width, c.height, c.tile)
+    if len(c.tiles) != rows * cols:
+        raise FormatError(f"{len(c.tiles)} tiles given, the tile grid has {rows * cols}")
+    if (c.alpha is not None) != (c.layout in Layout.WITH_ALPHA):
+        raise FormatError("an alpha section goes with layouts 2 and 4, and only with them")
     digest = bytes.fromhex(c.weights_hash)
     if len(digest) != 8:
         raise FormatError("weights hash must be 8 bytes (16 hex digits)")
     mid = c.model_id.encode("ascii")
-    parts = [_FIXED.pack(MAGIC, VERSION, c.layout, q, c.width, c.height, digest, len(mid)), mid,
-             bytes([len(c.sections)])]
-    parts += [_SECTION.pack(kind, len(data)) for kind, data in c.sections.items()]
-    parts += list(c.sections.values())
+    sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
+    parts = [_FIXED.pack(MAGIC, VERSION, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
+             mid, struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -130,37 +132,36 @@ def pack(c: Container) -> bytes:
 def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bool = False) -> Container:
     """Parse and validate a file (see the module docstring for the order of checks).
 
-    With ``header_only`` the sections and CRC are not checked, only the header and the
-    section table (for ``aecodec info`` on a damaged file); section payloads are then empty.
+    With ``header_only`` the sections and CRC are not checked (for ``aecodec info`` or Pillow's
+    open on a damaged file); the section payloads are then empty.
     """
     data = memoryview(data)
     if len(data) >= 4 and bytes(data[:4]) != MAGIC:
         raise FormatError("not an .aec file (wrong magic bytes)")
     if len(data) < _FIXED.size:
         raise FormatError(f"truncated file: {len(data)} bytes is shorter than the header")
-    magic, version, layout, q, width, height, digest, n = _FIXED.unpack_from(data)
+    _, version, layout, q, width, height, tile_units, digest, n = _FIXED.unpack_from(data)
     if version != VERSION:
         raise FormatError(f"unsupported format version {version}: this aecodec reads version {VERSION}"
                           + (" — upgrade aecodec" if version > VERSION else ""))
     pos = _FIXED.size
-    if len(data) < pos + n + 1:
+    if len(data) < pos + n:
         raise FormatError("truncated file: header cut short")
     try:
         model_id = bytes(data[pos:pos + n]).decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("invalid model id (not ASCII)") from None
     _check_fields(width, height, layout, q, model_id, max_pixels)
+    tile = tile_units * TILE_UNIT
+    _check_tile(tile)
     pos += n
-    k = data[pos]
-    pos += 1
-    if not 2 <= k <= 8:
-        raise FormatError(f"invalid section count {k}")
-    if len(data) < pos + k * _SECTION.size:
+    rows, cols = tile_grid(width, height, tile)
+    count = 2 * rows * cols + (1 if layout in Layout.WITH_ALPHA else 0)
+    if len(data) < pos + 4 * count:
         raise FormatError("truncated file: section table cut short")
-    table = [_SECTION.unpack_from(data, pos + i * _SECTION.size) for i in range(k)]
-    pos += k * _SECTION.size
-    _check_sections(layout, [kind for kind, _ in table])
-    total = pos + sum(length for _, length in table) + _CRC.size
+    lengths = struct.unpack_from(f">{count}I", data, pos)
+    pos += 4 * count
+    total = pos + sum(lengths) + _CRC.size
     if not header_only:
         if len(data) < total:
             raise FormatError(f"truncated file: {len(data)} bytes, the header announces {total}")
@@ -169,9 +170,11 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bo
         (crc,) = _CRC.unpack_from(data, total - _CRC.size)
         if zlib.crc32(data[:total - _CRC.size]) != crc:
             raise FormatError("CRC mismatch: the file is corrupt")
-    sections = {}
-    for kind, length in table:
-        sections[kind] = b"" if header_only else bytes(data[pos:pos + length])
+    sections = []
+    for length in lengths:
+        sections.append(b"" if header_only else bytes(data[pos:pos + length]))
         pos += length
+    tiles = tuple(zip(sections[0:2 * rows * cols:2], sections[1:2 * rows * cols:2]))
+    alpha = sections[-1] if layout in Layout.WITH_ALPHA else None
     return Container(width=width, height=height, layout=layout, quality=q / 100, model_id=model_id,
-                     weights_hash=digest.hex(), sections=sections, version=version)
+                     weights_hash=digest.hex(), tile=tile, tiles=tiles, alpha=alpha, version=version)

@@ -40,7 +40,22 @@ __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
 _cai = compressai()
 EntropyBottleneck = _cai.entropy_models.EntropyBottleneck
 GaussianConditional = _cai.entropy_models.GaussianConditional
-GDN = _cai.layers.GDN
+
+
+class GDN(_cai.layers.GDN):
+    """CompressAI's GDN (Ballé et al. 2016) with its 1×1 normalisation conv done as a matmul.
+
+    oneDNN's 1×1 convolution splits its reduction differently with 1 and 2 threads, so pixels
+    changed with the thread count; the GEMM route gives identical results (tests/test_exact.py)
+    at the same speed. Same parameters, same state dict, same function.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(C, C)
+        norm = (torch.matmul(gamma, (x * x).reshape(B, C, H * W)) + beta[:, None]).reshape(B, C, H, W)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 @dataclass(frozen=True)
@@ -161,16 +176,24 @@ class MeanScaleHyperprior(nn.Module):
         return indexes, means.float()
 
     @torch.inference_mode()
-    def compress(self, x: torch.Tensor, level: float) -> dict:
-        """Encode ``x`` ``(1, 3, H, W)``; returns the two rANS strings and latent shapes."""
+    def analyze(self, x: torch.Tensor, level: float) -> torch.Tensor:
+        """The gained latent ``y = g_a(x)·gain`` of ``x`` ``(1, 3, H, W)``."""
         gain, _ = self.gains(torch.tensor([level], device=x.device))
-        y = self.g_a(x) * gain
+        return self.g_a(x) * gain
+
+    @torch.inference_mode()
+    def compress_latents(self, y: torch.Tensor) -> dict:
+        """Entropy-code a (gained) latent: its hyper-latent z, then y given z."""
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means = self.entropy_parameters(z_hat)
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         return {"y": y_strings[0], "z": z_strings[0], "z_shape": tuple(z.shape[-2:])}
+
+    def compress(self, x: torch.Tensor, level: float) -> dict:
+        """Encode ``x`` ``(1, 3, H, W)``; returns the two rANS strings and z's shape."""
+        return self.compress_latents(self.analyze(x, level))
 
     @torch.inference_mode()
     def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:

@@ -1,0 +1,519 @@
+"""See where the bits go: rate and error maps of the real codec, and rate-based anomaly ranking.
+
+:func:`inspect` runs an image through the codec exactly as ``aecodec encode`` does
+(:func:`aecodec.codec.api.encode`), or takes an existing ``.aec`` file, and then reads the file
+back the way the decoder does (:meth:`MeanScaleHyperprior.decode_latents`): the rANS strings give
+the quantised hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means, and
+the y string gives ŷ. Nothing is re-estimated with a second model path; the bits of each latent
+symbol are read off the very CDF tables that coded it::
+
+    bits(s) = -log2((cdf[v + 1] - cdf[v]) / 2**16)       v = s - offset[index], in the table
+    bits(s) = -log2(P(escape)) + 4 · (n + n // 15 + 1)    s outside the table: CompressAI's rANS
+                                                          codes the escape symbol, then the value
+                                                          in n 4-bit bypass chunks after a 4-bit
+                                                          chunk count (15 means "15 more")
+
+with ``s = round(ŷ - μ)`` for y (index from ``entropy_parameters(ẑ)``) and
+``s = round(ẑ - median)`` for z (one table per channel). The only bits the map leaves out are
+the coder's termination (the 64-bit state flush less the initial state, 32–64 bits per string);
+they are reported as ``coder_overhead_bits``, so for anything but a thumbnail the map's total is
+the payload within a fraction of a percent.
+
+The **rate map** is in bits per pixel: the y bits of each latent position (summed over channels)
+plus 1/16 of the z bits of the hyper-latent position above it (each z position covers 4×4 y
+positions), spread evenly over the 16×16 pixels the position covers. The codec pads images to a
+multiple of 64 by replicating the border; latent positions that cover only padding are charged
+to the nearest position inside the image, and a position that straddles the border spreads its
+bits over its pixels inside the image, so the map sums to the coded bits exactly.
+
+The **error map** is the per-pixel squared error averaged over the channels (the gray plane for
+gray images; alpha is coded losslessly and not counted). PSNR is over all pixels and channels;
+SSIM is pytorch-msssim's (Gaussian window 11, σ 1.5, ``data_range=255``), for images whose
+smaller side is at least 11 pixels. ``bpp`` is measured on the real file bytes.
+
+:func:`rank` scores every image of a folder by the bits per pixel the codec spends on it at one
+quality: a model trained on normal photos spends many bits where an image is unlike them, so the
+most expensive images come first — a simple anomaly detector. :func:`render_report` and
+:func:`render_contact_sheet` draw PNGs with matplotlib (Agg canvas, no pyplot state).
+
+    >>> from aecodec.inspect import inspect, render_report
+    >>> r = inspect("photo.png", quality=75)
+    >>> r.bpp, r.psnr, r.rate_map.sum() / r.payload_bits     # ≈ 1
+    >>> open("report.png", "wb").write(render_report(r))
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from PIL import Image
+
+from .codec import api
+from .codec import format as fmt
+from .codec.api import CodecError
+from .codec.format import FormatError, Layout
+
+__all__ = ["Inspection", "Ranking", "inspect", "rank", "symbol_bits", "render_report",
+           "render_contact_sheet", "SSIM_MIN_SIDE"]
+
+Source = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+
+SSIM_MIN_SIDE = 11  # pytorch-msssim's Gaussian window
+PRECISION = 16  # CompressAI's rANS probability precision (bits)
+_BYPASS_BITS, _BYPASS_MAX = 4, 15  # CompressAI's rANS bypass mode: 4-bit chunks
+
+
+# ----------------------------------------------------------------------------- bits per symbol
+def symbol_bits(symbols, indexes, cdfs, cdf_lengths, offsets):
+    """Bits CompressAI's rANS spends on each symbol: ``(bits, escapes)``, a float64 tensor shaped
+    like ``symbols`` and the number of symbols coded in bypass mode.
+
+    ``symbols`` and ``indexes`` are integer tensors of one shape; ``cdfs`` ``(K, L)``,
+    ``cdf_lengths`` ``(K,)`` and ``offsets`` ``(K,)`` are an entropy model's
+    ``_quantized_cdf``, ``_cdf_length`` and ``_offset``. Mirrors ``encode_with_indexes`` of
+    CompressAI's ``rans_interface.cpp``: in-range symbols cost ``-log2(freq / 2**16)``, the
+    others the escape symbol plus their 4-bit bypass chunks.
+    """
+    import torch
+
+    idx = indexes.reshape(-1).long()
+    cdfs = cdfs.to(idx.device).long()
+    value = symbols.reshape(-1).long() - offsets.to(idx.device).long()[idx]
+    max_value = cdf_lengths.to(idx.device).long()[idx] - 2
+    escape = (value < 0) | (value >= max_value)
+    raw = torch.where(value < 0, -2 * value - 1, 2 * (value - max_value)) * escape
+    n = torch.zeros_like(raw)
+    for k in range(16):  # number of 4-bit chunks in raw (0 for raw == 0)
+        n += (raw >> (_BYPASS_BITS * k)) != 0
+    bypass = _BYPASS_BITS * (n + n // _BYPASS_MAX + 1) * escape
+    v = torch.where(escape, max_value, value)
+    freq = cdfs[idx, v + 1] - cdfs[idx, v]
+    bits = PRECISION - torch.log2(freq.double()) + bypass.double()
+    return bits.reshape(symbols.shape), int(escape.sum())
+
+
+# ----------------------------------------------------------------------------- the result
+@dataclass
+class Inspection:
+    """What :func:`inspect` found. Arrays are numpy; images uint8 ``(H, W, 3)`` or ``(H, W)``."""
+
+    source: str
+    width: int
+    height: int
+    quality: float
+    layout: str
+    model_id: str
+    weights_hash: str
+    file_bytes: int  # the whole .aec file
+    section_bytes: dict  # {"z": …, "y": …, "alpha": …}, summed over tiles
+    tile: int  # tile side of the file (pixels); each tile is coded independently
+    tiles: int  # number of tiles (each has a z and a y rANS string)
+    reconstruction: np.ndarray
+    rate_map: np.ndarray  # (H, W) float64, bits per pixel; sums to the coded y + z bits
+    y_bits: np.ndarray  # (H/16, W/16) bits of each y position (padded image), summed over channels
+    z_bits: np.ndarray  # (H/64, W/64) bits of each z position, summed over channels
+    padding_bits: float  # bits spent on the replicated border (part of the edge blocks' bits)
+    escapes: int  # symbols outside their CDF table (coded in bypass mode)
+    original: Optional[np.ndarray] = None  # None for .aec input
+    error_map: Optional[np.ndarray] = None  # (H, W) float64 squared error, mean over channels
+    ssim: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel of the whole file (header, sections, CRC)."""
+        return 8 * self.file_bytes / self.pixels
+
+    @property
+    def payload_bits(self) -> int:
+        """Bits of the y and z sections as written in the file."""
+        return 8 * (self.section_bytes["y"] + self.section_bytes["z"])
+
+    @property
+    def payload_bpp(self) -> float:
+        return self.payload_bits / self.pixels
+
+    @property
+    def map_bits(self) -> float:
+        return float(self.y_bits.sum() + self.z_bits.sum())
+
+    @property
+    def mse(self) -> Optional[float]:
+        return None if self.error_map is None else float(self.error_map.mean())
+
+    @property
+    def psnr(self) -> Optional[float]:
+        mse = self.mse
+        if mse is None:
+            return None
+        return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+    def regions(self, rows: int = 4, cols: int = 4) -> list[dict]:
+        """bpp (from the rate map) and MSE of each cell of a ``rows × cols`` grid."""
+        ys = np.linspace(0, self.height, min(rows, self.height) + 1).round().astype(int)
+        xs = np.linspace(0, self.width, min(cols, self.width) + 1).round().astype(int)
+        out = []
+        for r in range(len(ys) - 1):
+            for c in range(len(xs) - 1):
+                y0, y1, x0, x1 = int(ys[r]), int(ys[r + 1]), int(xs[c]), int(xs[c + 1])
+                cell = {"row": r, "col": c, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+                        "bits": float(self.rate_map[y0:y1, x0:x1].sum()),
+                        "bpp": float(self.rate_map[y0:y1, x0:x1].mean())}
+                if self.error_map is not None:
+                    mse = float(self.error_map[y0:y1, x0:x1].mean())
+                    cell["mse"] = mse
+                    cell["psnr"] = _finite(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+                out.append(cell)
+        return out
+
+    def to_dict(self, rows: int = 4, cols: int = 4) -> dict:
+        """The numbers as JSON-ready Python objects (inf/NaN become None)."""
+        y_map, z_map = float(self.y_bits.sum()), float(self.z_bits.sum())
+        y_file, z_file = 8 * self.section_bytes["y"], 8 * self.section_bytes["z"]
+        return {
+            "source": self.source, "width": self.width, "height": self.height, "layout": self.layout,
+            "quality": self.quality, "model_id": self.model_id, "weights_hash": self.weights_hash,
+            "totals": {"bytes": self.file_bytes, "bpp": self.bpp, "payload_bpp": self.payload_bpp,
+                       "mse": self.mse, "psnr": _finite(self.psnr), "ssim": self.ssim},
+            "rate": {"y_bits_map": y_map, "z_bits_map": z_map, "total_bits_map": y_map + z_map,
+                     "y_bits_file": y_file, "z_bits_file": z_file, "payload_bits_file": y_file + z_file,
+                     "coder_overhead_bits": (y_file + z_file) - (y_map + z_map),
+                     "padding_bits": self.padding_bits,
+                     "map_over_file": (y_map + z_map) / (y_file + z_file) if y_file + z_file else None,
+                     "escaped_symbols": self.escapes, "section_bytes": dict(self.section_bytes),
+                     "tile": self.tile, "tiles": self.tiles},
+            "regions": {"rows": rows, "cols": cols, "cells": self.regions(rows, cols)},
+        }
+
+
+def _finite(v):
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+# ----------------------------------------------------------------------------- inspect
+def _read_aec(source) -> Optional[bytes]:
+    """The bytes of ``source`` if it is an .aec file (by its magic bytes), else None."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                if f.read(len(fmt.MAGIC)) != fmt.MAGIC:
+                    return None
+            return Path(source).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None  # prepare_image reports it in its own words
+    return None
+
+
+def inspect(source: Source, quality: Optional[float] = None, *, model: str | os.PathLike | None = None,
+            device: str = "cpu") -> Inspection:
+    """Encode an image at ``quality`` (default :data:`~aecodec.codec.api.DEFAULT_QUALITY`) and
+    measure where the bits go; or measure an existing .aec file (path or bytes; its own quality).
+
+    Raises :class:`~aecodec.codec.api.CodecError` / :class:`~aecodec.codec.format.FormatError`
+    with one-line messages, like the codec API.
+    """
+    data = _read_aec(source)
+    name = _name(source)
+    if data is not None:
+        c = fmt.unpack(data)
+        if quality is not None and round(float(quality), 2) != c.quality:
+            warnings.warn(f"{name}: an .aec file is inspected at its own quality ({c.quality:g}); "
+                          f"quality {quality:g} ignored", stacklevel=2)
+        original = None
+    else:
+        q = api.DEFAULT_QUALITY if quality is None else quality
+        rgb, alpha, layout = api.prepare_image(source)  # read once; encode sees the same pixels
+        gray = layout in (Layout.GRAY, Layout.GRAY_ALPHA)
+        original = rgb[..., 0] if gray else rgb
+        planes = original if alpha is None else np.dstack([original, alpha])
+        mode = {Layout.GRAY: "L", Layout.GRAY_ALPHA: "LA", Layout.RGB: "RGB", Layout.RGBA: "RGBA"}[layout]
+        data = api.encode(Image.fromarray(np.ascontiguousarray(planes), mode), q, model=model, device=device)
+        c = fmt.unpack(data)
+    return _measure(data, c, name, original, model=model, device=device)
+
+
+def _name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.ndarray], *,
+             model, device: str) -> Inspection:
+    import torch
+
+    from .models import registry
+
+    img = api.decode(data, device=device, model=model)  # the real decoder; validates device too
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    net, _, _ = registry.load(model if model is not None else c.model_id, device=dev,
+                              weights_hash=c.weights_hash)
+    s, ls = net.config.stride, net.config.stride // 4  # pixels per z (64) and per y (16) position
+    hp, wp = -(-c.height // s) * s, -(-c.width // s) * s  # the image as coded: padded to 64
+    y_pos, z_pos = np.zeros((hp // ls, wp // ls)), np.zeros((hp // s, wp // s))
+    escapes = 0
+    _, cols = fmt.tile_grid(c.width, c.height, c.tile)
+    for k, (z_string, y_string) in enumerate(c.tiles):  # raster order over the padded image
+        y0, x0 = (k // cols) * c.tile, (k % cols) * c.tile
+        y1, x1 = min(hp, y0 + c.tile), min(wp, x0 + c.tile)
+        try:
+            lat = net.decode_latents(y_string, z_string, ((y1 - y0) // s, (x1 - x0) // s))
+        except (RuntimeError, ValueError) as exc:
+            raise FormatError(f"corrupt latent data ({exc})") from None
+        yb, zb, n = _tile_bits(net, lat)
+        y_pos[y0 // ls:y1 // ls, x0 // ls:x1 // ls] = yb
+        z_pos[y0 // s:y1 // s, x0 // s:x1 // s] = zb
+        escapes += n
+
+    rate_map, padding_bits = _pixel_map(y_pos, z_pos, c.height, c.width, ls)
+    rec = np.asarray(img.convert("L" if c.layout in (Layout.GRAY, Layout.GRAY_ALPHA) else "RGB"))
+    error = ssim = None
+    if original is not None:
+        diff = original.astype(np.float64) - rec.astype(np.float64)
+        error = diff**2 if diff.ndim == 2 else (diff**2).mean(-1)
+        ssim = _ssim(original, rec)
+    return Inspection(
+        source=name, width=c.width, height=c.height, quality=c.quality, layout=Layout.NAMES[c.layout],
+        model_id=c.model_id, weights_hash=c.weights_hash, file_bytes=len(data),
+        section_bytes={"z": sum(len(z) for z, _ in c.tiles), "y": sum(len(y) for _, y in c.tiles),
+                       "alpha": len(c.alpha or b"")},
+        tile=c.tile, tiles=len(c.tiles), reconstruction=rec,
+        rate_map=rate_map, y_bits=y_pos, z_bits=z_pos, padding_bits=padding_bits, escapes=escapes,
+        original=original, error_map=error, ssim=ssim)
+
+
+def _tile_bits(net, lat: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bits per y position and per z position of one tile (summed over channels), and the
+    number of escaped symbols, from the tables that coded them."""
+    import torch
+
+    gc, eb = net.gaussian_conditional, net.entropy_bottleneck
+    y_sym = torch.round(lat["y_hat"] - lat["means"]).long()  # exactly the symbols of the y string
+    y_bits, y_esc = symbol_bits(y_sym, lat["indexes"], gc._quantized_cdf, gc._cdf_length, gc._offset)
+    z_hat = lat["z_hat"]
+    medians = eb._get_medians().detach().reshape(1, -1, 1, 1).to(z_hat)
+    z_sym = torch.round(z_hat - medians).long()  # EntropyBottleneck codes z around its medians
+    z_idx = torch.arange(z_hat.shape[1], device=z_hat.device).reshape(1, -1, 1, 1).expand_as(z_sym)
+    z_bits, z_esc = symbol_bits(z_sym, z_idx, eb._quantized_cdf, eb._cdf_length, eb._offset)
+    return y_bits[0].sum(0).cpu().numpy(), z_bits[0].sum(0).cpu().numpy(), y_esc + z_esc
+
+
+def _pixel_map(y_pos: np.ndarray, z_pos: np.ndarray, height: int, width: int, S: int):
+    """Bits per pixel ``(height, width)`` from bits per y position (S×S pixels each) and per z
+    position (4×4 y positions each) of the padded image; and the bits of the padding (the part
+    of each position's footprint outside the image), which the map charges to the edge."""
+    k = y_pos.shape[0] // z_pos.shape[0]  # y positions per z position along a side (4)
+    bits = y_pos + np.kron(z_pos, np.ones((k, k))) / (k * k)  # (h, w) bits per y position
+    inside_r = np.clip(height - S * np.arange(bits.shape[0]), 0, S)
+    inside_c = np.clip(width - S * np.arange(bits.shape[1]), 0, S)
+    padding = float((bits * (1 - np.outer(inside_r, inside_c) / S**2)).sum())
+    h_in, w_in = -(-height // S), -(-width // S)  # positions that cover some of the image
+    bits[h_in - 1, :] += bits[h_in:, :].sum(0)  # padding-only rows / columns → the nearest edge
+    bits[:, w_in - 1] += bits[:, w_in:].sum(1)
+    bits = bits[:h_in, :w_in]
+    rows = np.minimum(S, height - S * np.arange(h_in))  # pixels of each position inside the image
+    cols = np.minimum(S, width - S * np.arange(w_in))
+    density = bits / (rows[:, None] * cols[None, :])
+    return np.repeat(np.repeat(density, S, 0), S, 1)[:height, :width], padding
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    if min(a.shape[:2]) < SSIM_MIN_SIDE:
+        return None
+    import torch
+    from pytorch_msssim import ssim
+
+    def t(x):
+        x = x[..., None] if x.ndim == 2 else x
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))[None]
+
+    return float(ssim(t(a), t(b), data_range=255, size_average=True))
+
+
+# ----------------------------------------------------------------------------- reports
+def _title(r: Inspection) -> str:
+    parts = [f"q {r.quality:g}", f"{r.bpp:.3f} bpp ({r.file_bytes} bytes)"]
+    if r.psnr is not None:
+        parts.append("PSNR ∞" if math.isinf(r.psnr) else f"PSNR {r.psnr:.2f} dB")
+    if r.ssim is not None:
+        parts.append(f"SSIM {r.ssim:.4f}")
+    return f"{Path(r.source).name} — " + ", ".join(parts)
+
+
+def _show(ax, image: np.ndarray, title: str) -> None:
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+
+
+def _png(fig, dpi: int) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def render_report(r: Inspection, *, dpi: int = 100) -> bytes:
+    """A PNG: original, reconstruction, rate map (bits/pixel) and error map, totals in the title.
+
+    For .aec input (no original) only the reconstruction and the rate map are drawn.
+    """
+    from matplotlib.figure import Figure
+
+    panels = 4 if r.original is not None else 2
+    cols = 2
+    rows = panels // cols
+    panel_w = 6.0
+    panel_h = panel_w * r.height / r.width + 0.5
+    fig = Figure(figsize=(cols * panel_w + 1.2, rows * panel_h + 0.7), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig.suptitle(_title(r), fontsize=12)
+    i = 0
+    if r.original is not None:
+        _show(axes[i], r.original, "original")
+        i += 1
+    _show(axes[i], r.reconstruction, "reconstruction")
+    ax = axes[i + 1]
+    im = ax.imshow(r.rate_map, cmap="inferno", vmin=0, interpolation="nearest")
+    title = f"rate map: {r.map_bits / r.pixels:.3f} bpp of latents (y + z)"
+    if r.padding_bits > 0.005 * r.map_bits:
+        title += f"\nedge blocks include the padded border's {100 * r.padding_bits / r.map_bits:.0f}%"
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    fig.colorbar(im, ax=ax, shrink=0.9, label="bits / pixel")
+    if r.error_map is not None:
+        ax = axes[i + 2]
+        hi = float(np.percentile(r.error_map, 99.5)) or 1.0
+        im = ax.imshow(r.error_map, cmap="magma", vmin=0, vmax=hi, interpolation="nearest")
+        ax.set_title(f"squared error (mean over channels), MSE {r.mse:.2f}", fontsize=10)
+        ax.set_axis_off()
+        fig.colorbar(im, ax=ax, shrink=0.9, extend="max", label="squared error (8-bit levels²)")
+    return _png(fig, dpi)
+
+
+# ----------------------------------------------------------------------------- ranking
+@dataclass
+class Ranking:
+    """What :func:`rank` found: ``rows`` highest bpp first, the top inspections, skipped files."""
+
+    folder: str
+    quality: float
+    rows: list[dict]
+    top: list[Inspection]
+    skipped: list[dict] = field(default_factory=list)
+
+    COLUMNS = ("rank", "file", "width", "height", "bpp", "file_bpp", "bytes", "mse", "psnr", "ssim")
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.rows:
+            w.writerow({k: ("" if row[k] is None else row[k]) for k in self.COLUMNS})
+        return buf.getvalue()
+
+    def to_dict(self) -> dict:
+        return {"folder": self.folder, "quality": self.quality,
+                "score": "bpp: bits of the coded y and z sections per pixel, highest (most unusual) first",
+                "images": self.rows, "skipped": self.skipped}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    exts = {e for e, f in Image.registered_extensions().items() if f in Image.OPEN} - {".aec"}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+
+
+def rank(folder: str | os.PathLike, quality: float = api.DEFAULT_QUALITY, *, top: int = 10,
+         model: str | os.PathLike | None = None, device: str = "cpu",
+         progress: Optional[Callable[[str], None]] = None) -> Ranking:
+    """Score every image in ``folder`` (not recursive) by the bits per pixel the codec spends on
+    it at ``quality``, most expensive — most unusual for the model — first.
+
+    The score ``bpp`` counts the coded y and z sections (the header and an alpha plane say nothing
+    about the content); ``file_bpp``, reconstruction ``mse``, ``psnr`` and ``ssim`` come along.
+    Unreadable images are skipped with a warning. The ``top`` inspections are kept for
+    :func:`render_contact_sheet`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CodecError(f"{folder}: not a directory")
+    if top < 1:
+        raise CodecError(f"top must be at least 1, got {top}")
+    files = _image_files(folder)
+    if not files:
+        raise CodecError(f"{folder}: no images found")
+    rows, heap, skipped = [], [], []
+    for n, path in enumerate(files):
+        if progress is not None:
+            progress(str(path))
+        try:
+            r = inspect(path, quality, model=model, device=device)
+        except (CodecError, FormatError) as exc:
+            skipped.append({"file": path.name, "reason": str(exc)})
+            warnings.warn(f"{path.name}: skipped ({exc})", stacklevel=2)
+            continue
+        rows.append({"file": path.name, "width": r.width, "height": r.height, "bpp": r.payload_bpp,
+                     "file_bpp": r.bpp, "bytes": r.file_bytes, "mse": r.mse, "psnr": _finite(r.psnr),
+                     "ssim": r.ssim})
+        item = (r.payload_bpp, -n, r)  # ties: the earlier file name ranks higher
+        if len(heap) < top:
+            heapq.heappush(heap, item)
+        else:
+            heapq.heappushpop(heap, item)
+    if not rows:
+        raise CodecError(f"{folder}: none of the {len(files)} images could be read")
+    rows.sort(key=lambda row: (-row["bpp"], row["file"]))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    best = [r for _, _, r in sorted(heap, key=lambda t: (-t[0], -t[1]))]
+    return Ranking(folder=str(folder), quality=round(float(quality), 2), rows=rows, top=best, skipped=skipped)
+
+
+def render_contact_sheet(ranking: Ranking, *, cols: int = 3, dpi: int = 100) -> bytes:
+    """A PNG of the top-ranked images, each beside its rate map (one colour scale for all)."""
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    items = ranking.top
+    cols = max(1, min(cols, len(items)))
+    rows = -(-len(items) // cols)
+    vmax = max(float(r.rate_map.max()) for r in items) or 1.0
+    aspect = max(r.height / r.width for r in items)
+    cell_w = 2.6
+    fig = Figure(figsize=(cols * 2 * cell_w + 1.0, rows * (cell_w * aspect + 0.6) + 0.8), layout="constrained")
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
+    fig.suptitle(f"{ranking.folder}: highest bits per pixel at q {ranking.quality:g} "
+                 f"(top {len(items)} of {len(ranking.rows)})", fontsize=12)
+    norm = Normalize(0, vmax)
+    im = None
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+    for k, r in enumerate(items):
+        a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
+        image = r.original if r.original is not None else r.reconstruction
+        _show(a, image, f"#{k + 1} {Path(r.source).name}")
+        im = b.imshow(r.rate_map, cmap="inferno", norm=norm, interpolation="nearest")
+        b.set_title(f"{r.payload_bpp:.3f} bpp" + (f", {r.psnr:.1f} dB" if r.psnr and math.isfinite(r.psnr) else ""),
+                    fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="bits / pixel")
+    return _png(fig, dpi)
