@@ -201,3 +201,18 @@ def test_tiled_encoding_has_no_visible_seams():
 def test_tile_size_must_be_a_multiple_of_64(rgb_image):
     with pytest.raises(CodecError, match="tile size"):
         aecodec.encode(rgb_image, tile=100)
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, rgb_image, monkeypatch):
+    """Ctrl-C while the output is being written: neither the output nor a temp file remains."""
+    img = aecodec.decode(aecodec.encode(rgb_image))
+    real_save = Image.Image.save
+
+    def save_then_interrupt(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)  # the temp file is complete on disk…
+        raise KeyboardInterrupt  # …when the user presses Ctrl-C
+
+    monkeypatch.setattr(Image.Image, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        aecodec.codec.api.save_image(img, tmp_path / "out.png")
+    assert list(tmp_path.iterdir()) == []

@@ -104,6 +104,19 @@ def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def _guarded(string: bytes, n_symbols: int) -> bytes:
+    """The rANS string followed by enough zero bytes that a decoder fed a damaged or hostile
+    string never reads past the end of its buffer.
+
+    CompressAI's rANS decoder does no bounds checks: it reads 8 bytes at start, at most one
+    32-bit word per symbol, and in bypass mode 4 bits per escape digit; a stream of L bytes can
+    announce at most ~30·L escape digits (each announcing 15 of them costs 4 bits of real data),
+    which read at most 15·L bytes. Zeros read past the real data decode as "no more bypass", so
+    the loops end. A valid stream never reads its padding, so decoding is unchanged.
+    """
+    return string + bytes(16 * len(string) + 4 * n_symbols + 64)
+
+
 class MeanScaleHyperprior(nn.Module):
     """See the module docstring. Inputs are RGB in ``[0, 1]``, ``(B, 3, H, W)``, H and W
     multiples of ``config.stride`` (the codec API pads)."""
@@ -199,9 +212,9 @@ class MeanScaleHyperprior(nn.Module):
     def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:
         """Entropy-decode everything the decoder sees: ``z_hat``, y's CDF ``indexes`` and
         ``means``, and ``y_hat`` (exact, device independent). Used by ``aecodec.inspect``."""
-        z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
+        z_hat = self.entropy_bottleneck.decompress([_guarded(z_string, self.config.N * z_shape[0] * z_shape[1])], z_shape)
         indexes, means = self.entropy_parameters(z_hat)
-        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        y_hat = self.gaussian_conditional.decompress([_guarded(y_string, indexes.numel())], indexes, means=means)
         return {"z_hat": z_hat, "indexes": indexes, "means": means, "y_hat": y_hat}
 
     def decompress_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
