@@ -14,7 +14,7 @@ from PIL import Image
 
 from benchmarks import rd
 from benchmarks.codecs import CLASSICAL, CODECS, AECodec, Codec, CodecUnavailable, get_codec
-from benchmarks.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr, ssim
+from benchmarks.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr, ssim, ssim_and_ms_ssim
 
 
 def synthetic(width=96, height=80, mode="RGB", seed=0) -> Image.Image:
@@ -83,6 +83,16 @@ def test_ms_ssim_needs_161_pixels_on_the_smaller_side():
     assert ms_ssim(big, big) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("size", [(200, 170), (96, 80)])
+def test_one_pass_ssim_and_ms_ssim_equal_the_two_public_pytorch_msssim_calls(size):
+    ref = synthetic(*size, seed=4)
+    rec = Image.fromarray(np.clip(np.asarray(ref).astype(int) + np.random.default_rng(5).normal(0, 12, ref.size[::-1] + (3,)),
+                                  0, 255).astype(np.uint8))
+    s, m = ssim_and_ms_ssim(ref, rec)
+    assert s == pytest.approx(ssim(ref, rec), abs=1e-6)
+    assert (m is None and ms_ssim(ref, rec) is None) or m == pytest.approx(ms_ssim(ref, rec), abs=1e-6)
+
+
 def test_ms_ssim_db_is_minus_ten_log10_of_one_minus_ms_ssim():
     assert ms_ssim_db(0.99) == pytest.approx(20.0)
     assert ms_ssim_db(None) is None and ms_ssim_db(1.0) == math.inf
@@ -146,6 +156,13 @@ def test_load_image_drops_metadata_and_gives_rgb_or_l(tmp_path):
         "gray16.png": "L", "icc.png": "RGB", "palette.png": "RGB", "rgba.png": "RGB"}
     assert all(not im.info for im in loaded.values())
     assert np.array_equal(np.asarray(loaded["gray16.png"]), np.asarray(synthetic(mode="L")))
+
+
+def test_peak_memory_sees_a_50_mib_allocation_inside_the_block():
+    with rd.PeakMemory() as mem:
+        block = np.ones(50 * 2**20 // 8)
+        del block
+    assert 45 < mem.peak_mb < 200
 
 
 def test_aecodec_is_skipped_with_a_reason_when_its_api_is_missing(monkeypatch, tmp_path):
