@@ -1,0 +1,122 @@
+"""Write the measured Kodak results into the README and the shipped weights' record.
+
+    python -m benchmarks.report --results benchmarks/results/kodak/results.json \\
+        --readme README.md --weights aecodec/models/weights/mean-scale-vr-128.pt
+
+README: the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is replaced by a
+table of aecodec at each benchmarked quality against JPEG at the same bpp (JPEG's PSNR
+interpolated in log-bpp along its measured curve), the BD-rate table, the plot, and the machine
+and date. Weights: ``<weights>.json`` beside the file records how they were made (from the
+checkpoint's training record) and their Kodak RD per quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _interp_at(bpp: float, curve: list[dict], key: str) -> float | None:
+    xs = np.log([p["bpp"] for p in curve])
+    ys = np.array([p[key] for p in curve], dtype=float)
+    order = np.argsort(xs)
+    xs, ys = xs[order], ys[order]
+    x = np.log(bpp)
+    if x < xs[0] or x > xs[-1]:
+        return None
+    return float(np.interp(x, xs, ys))
+
+
+def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
+    codecs = r["codecs"]
+    ours = codecs["aecodec"]["mean"]
+    jpeg = codecs["jpeg-420"]["mean"]
+    lines = ["| quality | bpp | PSNR (dB) | MS-SSIM (dB) | JPEG 4:2:0 PSNR at that bpp | Δ vs JPEG |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for p in ours:
+        j = _interp_at(p["bpp"], jpeg, "psnr")
+        ms = f"{p['ms_ssim_db']:.2f}" if p.get("ms_ssim_db") is not None else "—"
+        jt, dt = ("—", "—") if j is None else (f"{j:.2f}", f"{p['psnr'] - j:+.2f} dB")
+        lines.append(f"| {p['quality']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {ms} | {jt} | {dt} |")
+    bd = r["bd_rate"]
+    table = bd.get("pchip", bd)
+    rows = [row for row in (table if isinstance(table, list) else table.get("rows", []))
+            if row.get("test") == "aecodec"]
+    bd_lines = ["| aecodec vs | BD-rate PSNR | BD-rate MS-SSIM (dB) |", "|---|---:|---:|"]
+    for row in rows:
+        f = lambda v: "—" if v is None else f"{v:+.1f} %"
+        bd_lines.append(f"| {codecs.get(row['anchor'], {}).get('label', row['anchor'])} | {f(row.get('psnr'))} | "
+                        f"{f(row.get('ms_ssim_db'))} |")
+    m = r["machine"]
+    plot = (results_path.parent / "rd.png").relative_to(readme_dir)
+    return "\n".join([
+        f"Measured {m['date'][:10]} on {m['cpu_model']} ({m['usable_cpus']} cores, no GPU), "
+        f"torch {m['versions']['torch']}, Pillow {m['versions']['Pillow']} "
+        f"(libjpeg-turbo {m['codec_libraries'].get('libjpeg_turbo')}, libwebp {m['codec_libraries'].get('webp')}, "
+        f"libavif {m['codec_libraries'].get('avif')}), by `python -m benchmarks.rd --dataset "
+        f"../shared/datasets/kodak --out {results_path.parent}` ({r['wall_s'] / 60:.1f} min). "
+        f"Mean over the 24 Kodak images; bpp from the real file bytes (container included).",
+        "", *lines, "", *bd_lines, "",
+        f"Full BD-rate tables: [`{results_path.parent / 'bdrate.md'}`]({results_path.parent / 'bdrate.md'}); "
+        f"raw numbers: [`{results_path}`]({results_path}).", "",
+        f"![Rate-distortion on Kodak]({plot})",
+    ])
+
+
+def _bd_rows(r: dict) -> list[dict]:
+    bd = r["bd_rate"]
+    table = bd.get("pchip", bd)
+    return table if isinstance(table, list) else table.get("rows", [])
+
+
+def weights_record(r: dict, weights: Path) -> dict:
+    import torch
+    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    training = ckpt.get("training", {})
+    chunks = training.get("chunks", [])
+    return {
+        "model_id": ckpt["model_id"], "weights_hash": ckpt["weights_hash"], "file": weights.name,
+        "architecture": ckpt["arch"], "config": ckpt["config"],
+        "training": {"data": training.get("data"), "distortion": training.get("distortion"),
+                     "batch_size": training.get("batch_size"), "crop": training.get("crop"),
+                     "peak_lr": training.get("lr"), "steps": training.get("steps"),
+                     "device_minutes": round(sum(c.get("minutes", 0) for c in chunks), 1),
+                     "devices": sorted({c.get("device_name", c.get("device")) for c in chunks}),
+                     "chunks": chunks},
+        "kodak": {"date": r["machine"]["date"][:10], "images": r["dataset"].get("n_images", 24) if isinstance(r.get("dataset"), dict) else 24,
+                  "per_quality": [{k: p[k] for k in ("quality", "bpp", "psnr", "ms_ssim_db") if k in p}
+                                  for p in r["codecs"]["aecodec"]["mean"]],
+                  "bd_rate_psnr": {row["anchor"]: row.get("psnr") for row in _bd_rows(r) if row.get("test") == "aecodec"}},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak/results.json"))
+    ap.add_argument("--readme", type=Path, default=Path("README.md"))
+    ap.add_argument("--weights", type=Path)
+    a = ap.parse_args(argv)
+    r = json.loads(a.results.read_text())
+    text = a.readme.read_text()
+    block = results_markdown(r, a.results, a.readme.parent.resolve() if a.readme.parent != Path("") else Path("."))
+    new, n = re.subn(r"(<!-- results:begin -->\n).*?(\n<!-- results:end -->)", lambda m: m.group(1) + block + m.group(2),
+                     text, flags=re.S)
+    if n != 1:
+        print("README has no <!-- results:begin --> … <!-- results:end --> block", file=sys.stderr)
+        return 1
+    a.readme.write_text(new)
+    if a.weights:
+        rec = weights_record(r, a.weights)
+        a.weights.with_suffix(".json").write_text(json.dumps(rec, indent=1) + "\n")
+        print(f"wrote {a.weights.with_suffix('.json')}")
+    print(f"updated {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
