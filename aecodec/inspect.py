@@ -4,8 +4,9 @@
 (:func:`aecodec.codec.api.encode`), or takes an existing ``.aec`` file, and then reads the file
 back the way the decoder does (:meth:`MeanScaleHyperprior.decode_latents`): the rANS strings give
 the quantised hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means, and
-the y string gives ŷ. Nothing is re-estimated with a second model path; the bits of each latent
-symbol are read off the very CDF tables that coded it::
+the y string gives ŷ — tile by tile for tiled files, each tile's latents placed on the image's
+latent grid. Nothing is re-estimated with a second model path; the bits of each latent symbol are
+read off the very CDF tables that coded it::
 
     bits(s) = -log2((cdf[v + 1] - cdf[v]) / 2**16)       v = s - offset[index], in the table
     bits(s) = -log2(P(escape)) + 4 · (n + n // 15 + 1)    s outside the table: CompressAI's rANS
@@ -17,14 +18,15 @@ with ``s = round(ŷ - μ)`` for y (index from ``entropy_parameters(ẑ)``) and
 ``s = round(ẑ - median)`` for z (one table per channel). The only bits the map leaves out are
 the coder's termination (the 64-bit state flush less the initial state, 32–64 bits per string);
 they are reported as ``coder_overhead_bits``, so for anything but a thumbnail the map's total is
-the payload within a fraction of a percent.
+the payload within a fraction of a percent (kodim23 at q 75: 114 of 517 760 bits).
 
 The **rate map** is in bits per pixel: the y bits of each latent position (summed over channels)
 plus 1/16 of the z bits of the hyper-latent position above it (each z position covers 4×4 y
 positions), spread evenly over the 16×16 pixels the position covers. The codec pads images to a
 multiple of 64 by replicating the border; latent positions that cover only padding are charged
 to the nearest position inside the image, and a position that straddles the border spreads its
-bits over its pixels inside the image, so the map sums to the coded bits exactly.
+bits over its pixels inside the image, so the map sums to the symbols' bits exactly (the border's
+share is reported as ``padding_bits``; the report's rate panel notes it when it is above 0.5 %).
 
 The **error map** is the per-pixel squared error averaged over the channels (the gray plane for
 gray images; alpha is coded losslessly and not counted). PSNR is over all pixels and channels;
@@ -483,8 +485,7 @@ def rank(folder: str | os.PathLike, quality: float = api.DEFAULT_QUALITY, *, top
     if not rows:
         raise CodecError(f"{folder}: none of the {len(files)} images could be read")
     rows.sort(key=lambda row: (-row["bpp"], row["file"]))
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
+    rows = [{"rank": i, **row} for i, row in enumerate(rows, 1)]
     best = [r for _, _, r in sorted(heap, key=lambda t: (-t[0], -t[1]))]
     return Ranking(folder=str(folder), quality=round(float(quality), 2), rows=rows, top=best, skipped=skipped)
 
@@ -506,7 +507,7 @@ def render_contact_sheet(ranking: Ranking, *, cols: int = 3, dpi: int = 100) -> 
                  f"(top {len(items)} of {len(ranking.rows)})", fontsize=12)
     norm = Normalize(0, vmax)
     im = None
-    for k, ax in enumerate(axes.ravel()):
+    for ax in axes.ravel():
         ax.set_axis_off()
     for k, r in enumerate(items):
         a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
