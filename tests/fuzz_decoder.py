@@ -121,7 +121,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Fuzz the .aec decoder.")
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: tiny images, no contention)")
     a = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(a.threads)
     t0 = time.monotonic()
     outcomes = run(a.cases, a.seed)
     print(f"{a.cases} cases, seed {a.seed}, {time.monotonic() - t0:.0f} s, 0 crashes: {dict(outcomes)}")
