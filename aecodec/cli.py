@@ -274,20 +274,46 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Resumable checkpoint to continue from.")] = None,
     steps: Annotated[int, typer.Option(help="Length of the LR schedule in global steps.")] = 100_000,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop this chunk after so many minutes.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
-    crop: Annotated[int, typer.Option(help="Crop side in pixels.")] = 256,
+    batch_size: Annotated[int, typer.Option(help="Crops per step (per process under torchrun).")] = 8,
+    crop: Annotated[int, typer.Option(help="Crop side in pixels (a multiple of 64; at least 192 for ms-ssim).")] = 256,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 500,
     distortion: Annotated[str, typer.Option(help="mse or ms-ssim.")] = "mse",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    init_from: Annotated[Optional[Path], typer.Option(help="Start from the weights of this checkpoint (exported or resumable) with fresh optimisers; the global step comes from its training record.")] = None,
+    init_warmup: Annotated[int, typer.Option(help="Steps of LR ramp after --init-from.")] = 200,
+    amp: Annotated[str, typer.Option(help="none, or bf16: g_a/h_a/g_s under bf16 autocast (entropy models and h_s stay float32).")] = "none",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory format (GPU).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model's forward pass.")] = False,
+    data_on_device: Annotated[Optional[bool], typer.Option("--data-on-device/--data-on-host", help="Keep the photos (uint8) on the training device. Default: on the GPU when training on CUDA.")] = None,
+    eval_dir: Annotated[Optional[Path], typer.Option(help="Evaluate on these images (e.g. Kodak) with real bitstreams: at the start of a continued chunk, every --eval-every steps and at the end.")] = None,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations (0: start and end of the chunk only).")] = 0,
+    eval_images: Annotated[int, typer.Option(help="How many images of --eval-dir to code.")] = 24,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (the log lines stay).")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice). On a busy machine 1 can be several times faster than 2.")] = None,
+    n_channels: Annotated[int, typer.Option("--N", hidden=True, help="Channels of g_a/g_s (new runs).")] = 128,
+    m_channels: Annotated[int, typer.Option("--M", hidden=True, help="Latent channels (new runs).")] = 192,
 ) -> None:
-    """Train (or continue training) a variable-rate model on folders of photos."""
-    from .train import TrainOptions, train as run
+    """Train (or continue training) a variable-rate model on folders of photos.
 
-    run(TrainOptions(data=data, out=out, resume=resume, steps=steps, max_minutes=max_minutes,
-                     batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, distortion=distortion,
-                     device=device, seed=seed))
+    Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m aecodec train …
+    """
+    from .models.checkpoint import CheckpointError
+    from .train import TrainError, TrainOptions, train as run
+
+    try:
+        run(TrainOptions(data=data, out=out, resume=resume, steps=steps, max_minutes=max_minutes,
+                         batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, distortion=distortion,
+                         device=device, seed=seed, init_from=init_from, init_warmup=init_warmup, amp=amp,
+                         channels_last=channels_last, compile=compile, data_on_device=data_on_device,
+                         eval_dir=eval_dir, eval_every=eval_every, eval_images=eval_images,
+                         log_every=log_every, progress=False if quiet else None,
+                         threads=threads, N=n_channels, M=m_channels))
+    except (TrainError, CheckpointError, FileNotFoundError) as exc:
+        _err(str(exc))
+        raise typer.Exit(2)
 
 
 @app.command()

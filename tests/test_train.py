@@ -1,7 +1,12 @@
-"""Training: a step runs, a run resumes where it stopped, an export codes images."""
+"""Training: a step runs, a run resumes where it stopped, an export codes images; DDP, bf16,
+evaluation with real bitstreams, MS-SSIM and --init-from."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +18,19 @@ from typer.testing import CliRunner
 import aecodec
 from aecodec.cli import app
 from aecodec.models.checkpoint import load_checkpoint
-from aecodec.train import TrainOptions, lr_at, train
+from aecodec.train import TrainError, TrainOptions, lr_at, rd_loss, set_bf16, train
 
 from .conftest import smooth_image
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train ~20× faster on one thread than on two on a busy 2-core machine
+    (OpenMP threads spin-wait for each other); every run here is tiny."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture
@@ -87,3 +102,126 @@ def test_train_and_export_commands_make_a_usable_model(data_dir, tmp_path, monke
     monkeypatch.setenv("AECODEC_MODEL_PATH", str(weights.parent))
     (weights.parent / "mean-scale-vr-128.pt").write_bytes(weights.read_bytes())
     assert aecodec.decode(data).size == (40, 40)
+
+
+def _logged(logs: list[str], what: str) -> list[float]:
+    """Values of one field (``loss``, ``lr`` …) of the ``step`` lines."""
+    return [float(l.split()[l.split().index(what) + 1]) for l in logs if l.startswith("step ")]
+
+
+def test_two_ddp_processes_on_cpu_end_with_identical_weights(data_dir, tmp_path):
+    ckpt = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           "-m", "aecodec", "train", str(data_dir), "-o", str(ckpt), "--steps", "3", "--batch-size", "2",
+           "--crop", "64", "--N", "16", "--M", "24", "--warmup", "2", "--device", "cpu",
+           "--log-every", "1", "--max-minutes", "10"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "starting at step 0; 2 processes × batch 2" in out
+    assert len(re.findall(r"^step 1 ", r.stdout, re.M)) == 1, out  # rank 0 alone logs
+    # Every rank hashed its weights at the end and they agreed; rank 0 saved those weights.
+    digest = re.search(r"ddp: all 2 processes hold weights ([0-9a-f]{16})", out).group(1)
+    model, state = load_checkpoint(ckpt)
+    assert state["step"] == 3 and state["weights_hash"] == digest
+    assert state["training"]["chunks"][-1]["processes"] == 2 and (model.config.N, model.config.M) == (16, 24)
+
+
+def test_bf16_runs_the_transforms_in_bf16_and_the_entropy_path_in_fp32():
+    from aecodec.models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+
+    model = MeanScaleHyperprior(HyperpriorConfig(N=16, M=24)).train()
+    keys = set(model.state_dict())
+    set_bf16(model, True)
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = (args[0].dtype, (out[0] if isinstance(out, tuple) else out).dtype)
+        return hook
+
+    for name in ("g_a.0", "g_a.6", "h_a.0", "h_a.4", "g_s.0", "g_s.6", "h_s", "entropy_bottleneck",
+                 "gaussian_conditional"):
+        model.get_submodule(name).register_forward_hook(record(name))
+    r = rd_loss(model, torch.rand(2, 3, 64, 64), torch.tensor([0, 7]), "mse")
+    r["loss"].backward()
+    assert torch.isfinite(r["loss"])
+    bf16, fp32 = torch.bfloat16, torch.float32
+    assert seen["g_a.0"][1] == seen["g_s.0"][1] == seen["h_a.0"][1] == bf16  # autocast inside
+    assert seen["g_a.6"] == seen["h_a.4"] == seen["g_s.6"] == (fp32, fp32)  # the last layers
+    assert seen["h_s"] == seen["entropy_bottleneck"] == seen["gaussian_conditional"] == (fp32, fp32)
+    assert set(model.state_dict()) == keys
+    set_bf16(model, False)
+    assert model(torch.rand(1, 3, 64, 64), torch.tensor([1.0]))["x_hat"].dtype == fp32
+
+
+def test_amp_and_channels_last_train_on_cpu(data_dir, tmp_path):
+    ckpt, logs = tmp_path / "amp.pt", []
+    train(opts(data_dir, ckpt, steps=2, amp="bf16", channels_last=True, data_on_device=True), log=logs.append)
+    assert all(np.isfinite(_logged(logs, "loss")))
+    model, state = load_checkpoint(ckpt)
+    assert state["step"] == 2 and state["training"]["chunks"][-1]["amp"] == "bf16"
+    assert all(v.dtype != torch.bfloat16 for v in state["state_dict"].values())
+
+
+def test_evaluation_codes_real_bitstreams(data_dir, tmp_path):
+    """The eval lines report what the codec really writes and decodes for the same weights."""
+    ev = tmp_path / "kodak"
+    ev.mkdir()
+    imgs = [smooth_image(70, 90, seed=5), smooth_image(64, 100, seed=6)]
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(ev / f"k{i}.png")
+    ckpt, weights, logs = tmp_path / "run.pt", tmp_path / "w.pt", []
+    train(opts(data_dir, ckpt, steps=3, eval_dir=ev, eval_every=2, eval_images=2), log=logs.append)
+    evals = [l for l in logs if l.startswith("eval ")]
+    assert [l.split()[2] for l in evals] == ["2:"] * 3 + ["3:"] * 3
+    assert "level 3.50 (q 50) bpp" in evals[1]
+    _, state = load_checkpoint(ckpt)
+    record = state["training"]["eval"]
+    assert record["step"] == 3 and record["images"] == 2
+    assert [r["quality"] for r in record["results"]] == [25, 50, 75]
+
+    from aecodec.train import export
+    export(ckpt, weights, log=lambda *_: None)
+    for r in record["results"]:
+        bpp, psnr = [], []
+        for a in imgs:
+            data = aecodec.encode(a, quality=r["quality"], model=weights)
+            dec = np.asarray(aecodec.decode(data, model=weights)).astype(np.float64)
+            bpp.append(8 * len(data) / (a.shape[0] * a.shape[1]))
+            psnr.append(10 * np.log10(255**2 / np.mean((dec - a) ** 2)))
+        assert r["bpp"] == pytest.approx(np.mean(bpp), rel=1e-9)
+        assert r["psnr"] == pytest.approx(np.mean(psnr), rel=1e-9)
+
+
+def test_ms_ssim_trains_at_crop_192_and_refuses_small_crops(data_dir, tmp_path):
+    logs = []
+    train(opts(data_dir, tmp_path / "ms.pt", steps=1, batch_size=1, crop=192, distortion="ms-ssim"),
+          log=logs.append)
+    assert np.isfinite(_logged(logs, "loss")[0])
+    r = CliRunner().invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "x.pt"), "--crop", "128",
+                                 "--distortion", "ms-ssim", "--device", "cpu"])
+    assert r.exit_code == 2 and "needs --crop of at least 161" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_init_from_weights_continues_the_step_with_a_fresh_optimiser(data_dir, tmp_path):
+    from aecodec.train import export
+
+    run, weights, logs = tmp_path / "run.pt", tmp_path / "w.pt", []
+    train(opts(data_dir, run, steps=2), log=lambda *_: None)
+    export(run, weights, log=lambda *_: None)
+    o = opts(data_dir, tmp_path / "next.pt", steps=6, init_from=weights, init_warmup=2, progress=True)
+    train(o, log=logs.append)
+    assert any("starting at step 2" in l and "fresh optimiser" in l for l in logs)
+    assert [int(l.split()[1]) for l in logs if l.startswith("step ")] == [3, 4, 5, 6]
+    lrs = _logged(logs, "lr")
+    assert lrs[0] == pytest.approx(lr_at(3, o), rel=1e-2)  # ramp: step 3 is the 2nd of 2 warm-up steps
+    _, state = load_checkpoint(o.out)
+    assert state["step"] == 6
+    assert state["optimizer"]["state"][0]["step"] == 4  # Adam saw only this chunk's steps
+    chunks = state["training"]["chunks"]
+    assert [c["to_step"] for c in chunks] == [2, 6] and chunks[-1]["init_from"] == str(weights)
+    with pytest.raises(TrainError, match="exclude each other"):
+        train(opts(data_dir, run, resume=run, init_from=weights), log=lambda *_: None)
