@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -53,19 +54,47 @@ def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
         bd_lines.append(f"| {codecs.get(row['anchor'], {}).get('label', row['anchor'])} | {f(row.get('psnr'))} | "
                         f"{f(row.get('ms_ssim_db'))} |")
     m = r["machine"]
-    plot = (results_path.parent / "rd.png").relative_to(readme_dir)
+    plot = os.path.relpath((results_path.parent / "rd.png").resolve(), readme_dir)
     return "\n".join([
         f"Measured {m['date'][:10]} on {m['cpu_model']} ({m['usable_cpus']} cores, no GPU), "
         f"torch {m['versions']['torch']}, Pillow {m['versions']['Pillow']} "
         f"(libjpeg-turbo {m['codec_libraries'].get('libjpeg_turbo')}, libwebp {m['codec_libraries'].get('webp')}, "
         f"libavif {m['codec_libraries'].get('avif')}), by `python -m benchmarks.rd --dataset "
         f"../shared/datasets/kodak --out {results_path.parent}` ({r['wall_s'] / 60:.1f} min). "
-        f"Mean over the 24 Kodak images; bpp from the real file bytes (container included).",
+        f"Mean over the {r['dataset']['n_images']} images of `{r['dataset']['name']}`; bpp from the real "
+        f"file bytes (container included).",
         "", *lines, "", *bd_lines, "",
         f"Full BD-rate tables: [`{results_path.parent / 'bdrate.md'}`]({results_path.parent / 'bdrate.md'}); "
         f"raw numbers: [`{results_path}`]({results_path}).", "",
         f"![Rate-distortion on Kodak]({plot})",
     ])
+
+
+def speed_markdown(sp: dict, path: Path) -> str:
+    m = sp["machine"]
+    lines = [f"**Speed** (`python -m benchmarks.speed --rss-megapixels 50`, {sp['date']}, {m['cpu']}, "
+             f"{m['threads']} threads, torch {m['torch']}, quality {sp['quality']:g}; median wall time "
+             f"through the Python API, model already loaded; [`{path}`]({path})):", "",
+             "| device | image | bpp | encode | decode | encode MP/s | decode MP/s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sp["speed"]:
+        lines.append(f"| {r['device']} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | {r['encode_s']:.2f} s | "
+                     f"{r['decode_s']:.2f} s | {r['encode_MPps']:.2f} | {r['decode_MPps']:.2f} |")
+    pm = sp.get("peak_memory")
+    if pm:
+        lines += ["", f"**Peak memory** on a {pm['size']} ({pm['megapixels']} MP) photo, whole CLI process "
+                      f"({pm['tool']}): encode {pm['encode_peak_rss_MB']} MB in {pm['encode_wall_s']} s, "
+                      f"decode {pm['decode_peak_rss_MB']} MB in {pm['decode_wall_s']} s "
+                      f"({pm['file_bytes']} bytes)."]
+    return "\n".join(lines)
+
+
+def _replace_block(text: str, name: str, block: str) -> str:
+    new, n = re.subn(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)",
+                     lambda m: m.group(1) + block + m.group(2), text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"README has no <!-- {name}:begin --> … <!-- {name}:end --> block")
+    return new
 
 
 def _bd_rows(r: dict) -> list[dict]:
@@ -88,7 +117,7 @@ def weights_record(r: dict, weights: Path) -> dict:
                      "device_minutes": round(sum(c.get("minutes", 0) for c in chunks), 1),
                      "devices": sorted({c.get("device_name", c.get("device")) for c in chunks}),
                      "chunks": chunks},
-        "kodak": {"date": r["machine"]["date"][:10], "images": r["dataset"].get("n_images", 24) if isinstance(r.get("dataset"), dict) else 24,
+        "kodak": {"date": r["machine"]["date"][:10], "images": r["dataset"]["n_images"],
                   "per_quality": [{k: p[k] for k in ("quality", "bpp", "psnr", "ms_ssim_db") if k in p}
                                   for p in r["codecs"]["aecodec"]["mean"]],
                   "bd_rate_psnr": {row["anchor"]: row.get("psnr") for row in _bd_rows(r) if row.get("test") == "aecodec"}},
@@ -100,16 +129,14 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak/results.json"))
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--weights", type=Path)
+    ap.add_argument("--speed", type=Path, default=Path("benchmarks/results/speed.json"))
     a = ap.parse_args(argv)
     r = json.loads(a.results.read_text())
     text = a.readme.read_text()
-    block = results_markdown(r, a.results, a.readme.parent.resolve() if a.readme.parent != Path("") else Path("."))
-    new, n = re.subn(r"(<!-- results:begin -->\n).*?(\n<!-- results:end -->)", lambda m: m.group(1) + block + m.group(2),
-                     text, flags=re.S)
-    if n != 1:
-        print("README has no <!-- results:begin --> … <!-- results:end --> block", file=sys.stderr)
-        return 1
-    a.readme.write_text(new)
+    text = _replace_block(text, "results", results_markdown(r, a.results, a.readme.parent.resolve()))
+    if a.speed.is_file():
+        text = _replace_block(text, "speed", speed_markdown(json.loads(a.speed.read_text()), a.speed))
+    a.readme.write_text(text)
     if a.weights:
         rec = weights_record(r, a.weights)
         a.weights.with_suffix(".json").write_text(json.dumps(rec, indent=1) + "\n")
