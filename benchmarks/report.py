@@ -61,7 +61,7 @@ def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
         f"(libjpeg-turbo {m['codec_libraries'].get('libjpeg_turbo')}, libwebp {m['codec_libraries'].get('webp')}, "
         f"libavif {m['codec_libraries'].get('avif')}), by `python -m benchmarks.rd --dataset "
         f"../shared/datasets/kodak --out {results_path.parent}` ({r['wall_s'] / 60:.1f} min). "
-        f"Mean over the {r['dataset']['n_images']} images of `{r['dataset']['name']}`; bpp from the real "
+        f"Mean over the {len(r['dataset']['images'])} images of `{r['dataset']['name']}`; bpp from the real "
         f"file bytes (container included).",
         "", *lines, "", *bd_lines, "",
         f"Full BD-rate tables: [`{results_path.parent / 'bdrate.md'}`]({results_path.parent / 'bdrate.md'}); "
@@ -117,7 +117,7 @@ def weights_record(r: dict, weights: Path) -> dict:
                      "device_minutes": round(sum(c.get("minutes", 0) for c in chunks), 1),
                      "devices": sorted({c.get("device_name", c.get("device")) for c in chunks}),
                      "chunks": chunks},
-        "kodak": {"date": r["machine"]["date"][:10], "images": r["dataset"]["n_images"],
+        "kodak": {"date": r["machine"]["date"][:10], "images": len(r["dataset"]["images"]),
                   "per_quality": [{k: p[k] for k in ("quality", "bpp", "psnr", "ms_ssim_db") if k in p}
                                   for p in r["codecs"]["aecodec"]["mean"]],
                   "bd_rate_psnr": {row["anchor"]: row.get("psnr") for row in _bd_rows(r) if row.get("test") == "aecodec"}},
