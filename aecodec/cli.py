@@ -144,15 +144,7 @@ def decode(
 
     def one(pair):
         src, dst = pair
-        if src == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            try:
-                data = Path(src).read_bytes()
-            except FileNotFoundError:
-                raise api.CodecError(f"{src}: no such file") from None
-            except IsADirectoryError:
-                raise api.CodecError(f"{src}: is a directory") from None
+        data = sys.stdin.buffer.read() if src == "-" else api.read_file(src)
         img = api.decode(data, device=device)
         if dst == "-":
             import io
@@ -177,13 +169,7 @@ def info(
     from .codec import api
 
     def one(src):
-        try:
-            data = Path(src).read_bytes()
-        except FileNotFoundError:
-            raise api.CodecError(f"{src}: no such file") from None
-        except IsADirectoryError:
-            raise api.CodecError(f"{src}: is a directory") from None
-        i = api.info(data)
+        i = api.info(api.read_file(src))
         if as_json:
             typer.echo(json.dumps({"file": src, **i}))
         else:

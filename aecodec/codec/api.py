@@ -352,13 +352,17 @@ def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = Fa
         raise CodecError(f"{dst}: cannot write {fmt_name} ({_one_line(exc)})") from None
 
 
-def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> Image.Image:
+def read_file(src: str | os.PathLike) -> bytes:
+    """The bytes of a file, with one-line errors for a missing file or a directory."""
     try:
-        data = Path(src).read_bytes()
+        return Path(src).read_bytes()
     except FileNotFoundError:
         raise CodecError(f"{src}: no such file") from None
     except IsADirectoryError:
         raise CodecError(f"{src}: is a directory") from None
-    img = decode(data, **kwargs)
+
+
+def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> Image.Image:
+    img = decode(read_file(src), **kwargs)
     save_image(img, dst, overwrite=overwrite)
     return img
