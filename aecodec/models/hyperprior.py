@@ -180,9 +180,17 @@ class MeanScaleHyperprior(nn.Module):
         return self.entropy_bottleneck.loss()
 
     # ----------------------------------------------------------------------------- coding path
+    def exact_hyper_input(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The exact path's input: ẑ's integer symbols plus the medians snapped to the activation
+        grid, in float64. Built from integers, so no floating-point error in ẑ (±0.49) can move it."""
+        bits = self.config.fixed_point.a_bits
+        med = self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1).to(z_hat)
+        symbols = torch.round(z_hat - med).double()
+        return symbols + torch.round(med.double() * 2**bits) / 2**bits
+
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CDF indexes (int32) and means (float32) of y, bit-exact on every device."""
-        scales, means = self.h_s.exact(z_hat).chunk(2, 1)
+        scales, means = self.h_s.exact(self.exact_hyper_input(z_hat)).chunk(2, 1)
         table = self.gaussian_conditional.scale_table.to(device=scales.device, dtype=torch.float64)
         # Index of the first table scale >= the (lower-bounded) scale, as CompressAI's build_indexes.
         indexes = torch.bucketize(scales.clamp(min=float(table[0])), table[:-1]).to(torch.int32)
