@@ -273,37 +273,30 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
              device: torch.device | None = None) -> list[dict]:
     """Code ``images`` (uint8 (3, H, W)) at each quality with real bitstreams; mean bpp and PSNR.
 
-    A float32 copy of the model gets fresh CDF tables (``update()``); each image is padded to the
-    stride by replicating its border (as the codec does), coded with ``compress``, decoded with
-    ``decompress_latents`` + ``synthesize``, cropped and rounded to 8 bits. The bpp counts every
-    byte of the .aec file the codec would write (header, section table and CRC included).
+    A float32 copy of the model gets fresh CDF tables (``update()``); each image goes through the
+    codec's own path (:func:`aecodec.codec.api.encode_with` / ``decode_with``: padding, tiles,
+    container), so bpp counts every byte of the .aec file (header, section table and CRC included).
     """
+    from .codec import api
     from .codec import format as fmt
-    from .codec.api import quality_to_level
 
     device = device or next(model.parameters()).device
     m = copy.deepcopy(model)
     set_bf16(m, False)
     m = m.to(device=device, memory_format=torch.contiguous_format).eval()
     m.update()
-    s, L = m.config.stride, m.config.num_levels
     results = []
     for q in qualities:
         q = round(float(q), 2)
-        level = quality_to_level(q, L)
+        level = api.quality_to_level(q, m.config.num_levels)
         bpps, psnrs = [], []
         for im in images:
             _, h, w = im.shape
-            ref = im.to(device)
-            x = F.pad(ref[None].float().div(255), (0, -w % s, 0, -h % s), mode="replicate")
-            c = m.compress(x, level)
-            y_hat = m.decompress_latents(c["y"], c["z"], c["z_shape"])
-            rec = m.synthesize(y_hat, level)[0, :, :h, :w].mul(255).round_().to(torch.uint8)
-            size = len(fmt.pack(fmt.Container(
-                width=w, height=h, layout=fmt.Layout.RGB, quality=q, model_id=model_id,
-                weights_hash="0" * 16, tile=max(x.shape[-2:]), tiles=((c["z"], c["y"]),))))
-            mse = (rec.double() - ref.double()).pow(2).mean().item()
-            bpps.append(8 * size / (h * w))
+            rgb = im.permute(1, 2, 0).cpu().numpy()
+            data = api.encode_with(m, model_id, "0" * 16, rgb, None, fmt.Layout.RGB, q)
+            rec = np.asarray(api.decode_with(m, fmt.unpack(data)), dtype=np.float64)
+            mse = float(((rec - rgb.astype(np.float64)) ** 2).mean())
+            bpps.append(8 * len(data) / (h * w))
             psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
         results.append({"quality": q, "level": level, "bpp": float(np.mean(bpps)),
                         "psnr": float(np.mean(psnrs))})

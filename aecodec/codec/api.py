@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .format import Container, FormatError, Layout
 
-__all__ = ["encode", "decode", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
+__all__ = ["encode", "decode", "encode_with", "decode_with", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
            "prepare_image", "quality_to_level", "DEFAULT_QUALITY"]
 
 DEFAULT_QUALITY = 75.0
@@ -175,8 +175,6 @@ def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | o
     The image is coded in tiles of ``tile`` pixels (a multiple of 64): each tile's latent is
     computed from the tile plus a margin of context, so memory stays bounded for any size.
     """
-    import torch
-
     from ..models import registry
 
     q = _check_quality(quality)
@@ -186,8 +184,19 @@ def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | o
     h, w = rgb.shape[:2]
     if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
-    dev = _device(device)
-    net, model_id, digest = registry.load(model, device=dev)
+    net, model_id, digest = registry.load(model, device=_device(device))
+    return encode_with(net, model_id, digest, rgb, alpha, layout, q, tile)
+
+
+def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
+                layout: int, quality: float, tile: int = DEFAULT_TILE) -> bytes:
+    """Encode prepared pixels (:func:`prepare_image`) with a model already in memory — the one
+    coding path, also used by training's evaluation."""
+    import torch
+
+    h, w = rgb.shape[:2]
+    q = quality
+    dev = next(net.parameters()).device
     s, ls = net.config.stride, net.config.stride // 4  # 64 (z grid), 16 (y grid)
     hp, wp = h + (-h % s), w + (-w % s)
     if (hp, wp) != (h, w):  # replicate the border: no artificial edges to spend bits on
@@ -201,7 +210,7 @@ def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | o
         out = net.compress_latents(y.contiguous())
         tiles.append((out["z"], out["y"]))
     return fmt.pack(Container(width=w, height=h, layout=layout, quality=q, model_id=model_id,
-                              weights_hash=digest, tile=tile, tiles=tuple(tiles),
+                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles),
                               alpha=_png_bytes(alpha) if alpha is not None else None))
 
 
@@ -270,7 +279,11 @@ def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MA
            model: str | os.PathLike | None = None) -> Image.Image:
     """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded)."""
     c = fmt.unpack(bytes(data), max_pixels=max_pixels)
-    net = _load_for(c, device, model)
+    return decode_with(_load_for(c, device, model), c)
+
+
+def decode_with(net, c: Container) -> Image.Image:
+    """Decode a parsed container with a model already in memory (see :func:`encode_with`)."""
     img = Image.fromarray(_synthesize(net, c, _latents(net, c)), "RGB")
     if c.layout in (Layout.GRAY, Layout.GRAY_ALPHA):
         img = img.convert("L")
