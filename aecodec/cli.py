@@ -307,8 +307,22 @@ def train(
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Resumable training checkpoint.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Shippable weights file to write.")],
+    storage: Annotated[str, typer.Option(
+        "--storage", help="mixed: float16 convolutions, float32 GDN and entropy models (half the size); "
+                          "or fp32.")] = "mixed",
 ) -> None:
     """Strip training state and compute the entropy coder's CDF tables once."""
+    from .models.checkpoint import STORAGES, CheckpointError
     from .train import export as run
 
-    run(checkpoint, out)
+    if storage not in STORAGES:
+        _err(f"--storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        raise typer.Exit(2)
+    try:
+        run(checkpoint, out, storage=storage)
+    except FileNotFoundError:
+        _err(f"{checkpoint}: no such file")
+        raise typer.Exit(2)
+    except (CheckpointError, OSError) as exc:
+        _err(str(exc))
+        raise typer.Exit(2)

@@ -512,10 +512,14 @@ def _tuple_state(state):
     return tuple(_tuple_state(s) if isinstance(s, list) else s for s in state)
 
 
-def export(resumable: Path, out: Path, log=print) -> str:
-    """Strip training state, compute the CDF tables once, keep the training record."""
+def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str:
+    """Strip training state, compute the CDF tables once, keep the training record.
+
+    ``storage="mixed"`` (the default) halves the file: float16 convolutions, float32 GDN and
+    entropy models (models/checkpoint.py)."""
     model, ckpt = load_checkpoint(resumable)
     model.update()
-    digest = save_checkpoint(out, model, model_id=ckpt["model_id"], training=ckpt.get("training"))
-    log(f"exported {out} (weights {digest})")
+    digest = save_checkpoint(out, model, model_id=ckpt["model_id"], training=ckpt.get("training"),
+                             storage=storage)
+    log(f"exported {out} ({storage} storage, weights {digest})")
     return digest

@@ -104,7 +104,7 @@ device() {
         --steps "${STEPS:-200000}" --max-minutes "${MINUTES:-7.5}" --batch-size "${BATCH:-16}" \
         --crop "${CROP:-256}" --lr "${LR:-1e-4}" --amp "${AMP:-bf16}" --channels-last \
         --device "${DEVICE:-cuda}" --log-every 500 --quiet 2>&1 | tee "$OUT/train.log"
-    "$PYTHON" -m aecodec export /tmp/chunk.pt -o /tmp/weights.pt | tee -a "$OUT/train.log"
+    "$PYTHON" -m aecodec export /tmp/chunk.pt -o /tmp/weights.pt --storage fp32 | tee -a "$OUT/train.log"
     # ≤ 15 MiB a part (files come back up to 16 MiB each); the checksum of the whole file.
     split -b 15M -d -a 2 /tmp/weights.pt "$OUT/weights.pt.part-"
     sha256sum /tmp/weights.pt | sed 's#/tmp/##' >"$OUT/weights.sha256"

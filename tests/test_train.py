@@ -104,6 +104,47 @@ def test_train_and_export_commands_make_a_usable_model(data_dir, tmp_path, monke
     assert aecodec.decode(data).size == (40, 40)
 
 
+def test_export_stores_convolutions_in_float16_and_gdn_and_entropy_models_in_float32(data_dir, tmp_path):
+    from aecodec.train import export
+
+    run, mixed, full = tmp_path / "run.pt", tmp_path / "mixed.pt", tmp_path / "full.pt"
+    train(opts(data_dir, run, steps=2), log=lambda *_: None)
+    export(run, mixed, log=lambda *_: None)
+    export(run, full, log=lambda *_: None, storage="fp32")
+    m_model, m = load_checkpoint(mixed)  # the hash covers the stored float16 tensors
+    f_model, f = load_checkpoint(full)
+    assert m["storage"] == "mixed" and f["storage"] == "fp32"
+    half = {k for k, v in m["state_dict"].items() if v.dtype == torch.float16}
+    assert half == {k for k in f["state_dict"] if k.startswith(("g_a.", "h_a.", "h_s.", "g_s."))
+                    and k.endswith((".weight", ".bias"))}
+    assert not any(k.endswith((".beta", ".gamma")) or k.startswith(("entropy_bottleneck", "gaussian_conditional"))
+                   for k in half)
+    assert m["weights_hash"] != f["weights_hash"]
+    assert mixed.stat().st_size < full.stat().st_size
+    assert all(p.dtype == torch.float32 for p in m_model.parameters())
+    x = torch.from_numpy(smooth_image(64, 64)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a = f_model.synthesize(torch.round(f_model.analyze(x, 3.0)), 3.0)
+        b = m_model.synthesize(torch.round(m_model.analyze(x, 3.0)), 3.0)
+    assert torch.isfinite(b).all() and (a - b).abs().max() < 2e-2
+    img = smooth_image(48, 40)
+    out = np.asarray(aecodec.decode(aecodec.encode(img, quality=60, model=mixed), model=mixed))
+    assert out.shape == img.shape
+
+
+def test_export_command_rejects_a_missing_or_unreadable_checkpoint(tmp_path):
+    runner = CliRunner()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for src in (tmp_path / "missing.pt", junk):
+        r = runner.invoke(app, ["export", str(src), "-o", str(tmp_path / "out.pt")])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith("aecodec: error:") and len(r.output.strip().splitlines()) == 1
+        assert not (tmp_path / "out.pt").exists()
+    r = runner.invoke(app, ["export", str(junk), "-o", str(tmp_path / "out.pt"), "--storage", "fp8"])
+    assert r.exit_code == 2 and "--storage" in r.output
+
+
 def _logged(logs: list[str], what: str) -> list[float]:
     """Values of one field (``loss``, ``lr`` …) of the ``step`` lines."""
     return [float(l.split()[l.split().index(what) + 1]) for l in logs if l.startswith("step ")]

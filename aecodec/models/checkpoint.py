@@ -6,14 +6,21 @@ A checkpoint is a ``torch.save``d dict::
      "model_id": "mean-scale-vr-128",        # stable kebab-case id (registry.py)
      "arch": "mean-scale-hyperprior-vr",      # which class rebuilds it
      "config": {...},                         # HyperpriorConfig.to_dict()
-     "state_dict": {...},                     # fp32; includes the entropy coder's CDF tables
+     "state_dict": {...},                     # includes the entropy coder's CDF tables
+     "storage": "fp32" | "mixed",
      "weights_hash": "0123abcd…",             # weights_hash(state_dict), checked on load
      "training": {...},                       # how it was made (record), free-form JSON
      # resumable checkpoints only:
      "optimizer": ..., "aux_optimizer": ..., "scheduler_step": int, "step": int, "rng": {...}}
 
-Weights are always stored in float32: an fp16 cast destroys GDN's reparameterised offsets
-(≈2⁻³⁶) and turns the model into NaN (measured, see PROBES.md).
+Training checkpoints are float32. A blanket fp16 cast destroys GDN's reparameterised offsets
+(≈2⁻³⁶) and turns the model into NaN (measured, see PROBES.md), so shipped weights use *mixed*
+storage: the convolutions of g_a, h_a, h_s and g_s (≈97 % of the bytes) in float16, everything
+else — GDN's β and γ, the entropy models and their CDF tables, the gain vectors — in float32.
+A conv tensor goes to float16 only if it is finite and far from float16's overflow (values
+below its normal range keep an absolute error ≤ 2⁻²⁵, harmless in a convolution). Loading casts back to float32; the stored values are what the weights hash covers,
+so encoder and decoder compute with the same weights, and h_s's fixed-point grid (models/exact.py)
+is derived from them identically everywhere.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import torch
 
 from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
-__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "build_model", "CheckpointError"]
+__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "build_model", "CheckpointError", "STORAGES"]
 
 ARCHITECTURES = {"mean-scale-hyperprior-vr": (MeanScaleHyperprior, HyperpriorConfig)}
 HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
+STORAGES = ("fp32", "mixed")
+_HALF_MODULES = ("g_a.", "h_a.", "h_s.", "g_s.")  # conv stacks; their GDN parameters stay float32
 
 
 class CheckpointError(ValueError):
@@ -60,15 +69,32 @@ def fp32_state_dict(model: torch.nn.Module) -> dict:
             for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, model_id: str,
-                    training: dict | None = None, **state) -> str:
-    """Write atomically (temp file + rename). Returns the weights hash."""
+def _fits_half(t: torch.Tensor) -> bool:
+    """Finite and far from float16's overflow; tiny values lose at most 2⁻²⁵ in absolute terms."""
+    return t.numel() > 0 and bool(torch.isfinite(t).all()) and float(t.abs().max()) <= 60000.0
+
+
+def mixed_state_dict(model: torch.nn.Module) -> dict:
+    """fp32_state_dict with the conv stacks' weights and biases in float16 (see the module doc)."""
     sd = fp32_state_dict(model)
+    for k, v in sd.items():
+        if (k.startswith(_HALF_MODULES) and k.rsplit(".", 1)[-1] in ("weight", "bias")
+                and v.dtype == torch.float32 and _fits_half(v)):
+            sd[k] = v.half()
+    return sd
+
+
+def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, model_id: str,
+                    training: dict | None = None, storage: str = "fp32", **state) -> str:
+    """Write atomically (temp file + rename). Returns the weights hash (of the stored tensors)."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+    sd = mixed_state_dict(model) if storage == "mixed" else fp32_state_dict(model)
     digest = weights_hash(sd)
     payload = {
         "format": "aecodec-checkpoint", "version": 1, "model_id": model_id,
         "arch": "mean-scale-hyperprior-vr", "config": model.config.to_dict(),
-        "state_dict": sd, "weights_hash": digest, "training": training or {}, **state,
+        "state_dict": sd, "storage": storage, "weights_hash": digest, "training": training or {}, **state,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +125,6 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[Mea
     digest = weights_hash(sd)
     if digest != ckpt.get("weights_hash"):
         raise CheckpointError(f"{path}: weights hash mismatch (file corrupt?)")
-    model.load_state_dict(sd)
+    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in sd.items()})
     model.eval()
     return model, ckpt
