@@ -7,6 +7,7 @@ atomically, so a failed or interrupted command leaves no partial file.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -96,11 +97,25 @@ def _read_input(src: str):
     return sys.stdin.buffer.read() if src == "-" else src
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "kib": 1024, "mib": 1024**2}
+
+
+def _parse_size(text: str) -> int | None:
+    """'50000', '50k', '1.5M', '64KiB' → bytes; None when it is not a positive size."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        return None
+    n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    return n if n > 0 else None
+
+
 @app.command()
 def encode(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Images to encode (PNG, JPEG, WebP, TIFF, BMP, … or - for stdin).")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file, directory (several inputs) or - for stdout. Default: the input name with .aec.")] = None,
-    quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
+    quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
+    target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed, e.g. 50000, 50k, 1.5M (k, M = 1000s; KiB, MiB = 1024s): the best quality that fits is searched (like cwebp -size). An error if even quality 0 does not fit.")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed in bits per pixel (whole file, header included); the best quality that fits is searched.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
@@ -108,9 +123,23 @@ def encode(
 ) -> None:
     """Encode images to .aec files.
 
-    Quality runs from 0 (smallest file) to 100 (best image); 75 is the default, like cwebp.
+    Quality runs from 0 (smallest file) to 100 (best image); 75 is the default, like cwebp. Or
+    give a size budget (--target-size / --target-bpp): the best quality that fits is found.
     """
     from .codec import api
+
+    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
+        _err("give one of -q/--quality, --target-size and --target-bpp")
+        raise typer.Exit(2)
+    size = None
+    if target_size is not None:
+        size = _parse_size(target_size)
+        if size is None:
+            _err(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
+            raise typer.Exit(2)
+    if target_bpp is not None and not 0 < target_bpp < 1e6:
+        _err(f"--target-bpp must be a positive number, not {target_bpp:g}")
+        raise typer.Exit(2)
 
     def one(pair):
         src, dst = pair
@@ -118,7 +147,7 @@ def encode(
         if src == "-":
             import io
             source = io.BytesIO(source)
-        data = api.encode(source, quality, model=model, device=device)
+        data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, model=model, device=device)
         if dst == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
@@ -127,7 +156,7 @@ def encode(
         if not quiet:
             i = api.info(data)
             typer.echo(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
-                       f"{i['bpp']:.3f} bpp (q {quality:g})", err=True)
+                       f"{i['bpp']:.3f} bpp (q {i['quality']:g})", err=True)
 
     _run_all(_outputs(inputs, output, ".aec"), one, quiet)
 

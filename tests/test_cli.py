@@ -119,6 +119,25 @@ def test_quality_outside_0_100_is_rejected(photo):
     assert not photo.with_suffix(".aec").exists()
 
 
+def test_encode_to_a_target_size_or_bpp(photo, tmp_path):
+    out = tmp_path / "t.aec"
+    r = ok(runner.invoke(app, ["encode", str(photo), "-o", str(out), "--target-size", "0.5k"]))
+    assert out.stat().st_size <= 500 and "bytes" in r.output
+    q = json.loads(ok(runner.invoke(app, ["info", "--json", str(out)])).output)["quality"]
+    assert f"(q {q:g})" in r.output
+    ok(runner.invoke(app, ["encode", str(photo), "-o", str(out), "-f", "--target-bpp", "1.5"]))
+    assert 8 * out.stat().st_size / (56 * 40) <= 1.5
+
+
+def test_bad_or_unreachable_targets_are_one_line_errors(photo, tmp_path):
+    out = tmp_path / "t.aec"
+    fails(runner.invoke(app, ["encode", str(photo), "-o", str(out), "--target-size", "10"]), "cannot fit")
+    for args, msg in ((["--target-size", "12q"], "--target-size"), (["--target-size", "0"], "--target-size"),
+                      (["--target-bpp", "0"], "--target-bpp"), (["-q", "50", "--target-size", "2k"], "one of")):
+        fails(runner.invoke(app, ["encode", str(photo), "-o", str(out), *args]), msg)
+    assert not out.exists()
+
+
 def test_several_inputs_into_a_directory(tmp_path):
     srcs = []
     for i in range(3):

@@ -156,6 +156,41 @@ def test_pillow_plugin_opens_and_saves_aec(tmp_path, rgb_image):
     np.testing.assert_array_equal(arr, np.asarray(aecodec.decode(path.read_bytes())))
 
 
+@pytest.mark.parametrize("fraction", [0.35, 0.6, 0.9])
+def test_target_size_gives_the_best_quality_that_fits(rgb_image, fraction):
+    smallest, largest = len(aecodec.encode(rgb_image, quality=0)), len(aecodec.encode(rgb_image, quality=100))
+    target = int(smallest + fraction * (largest - smallest))
+    data = aecodec.encode(rgb_image, target_size=target)
+    q = aecodec.info(data)["quality"]
+    assert len(data) <= target and 0 < q < 100
+    assert data == aecodec.encode(rgb_image, quality=q)  # the very file -q would write
+    assert len(aecodec.encode(rgb_image, quality=min(100, q + 0.5))) > target or len(data) >= 0.995 * target
+    assert aecodec.decode(data).size == (90, 70)
+
+
+def test_target_bpp_counts_the_whole_file(rgb_image):
+    data = aecodec.encode(rgb_image, target_bpp=1.0)
+    assert 8 * len(data) / (90 * 70) <= 1.0
+    assert len(aecodec.encode(rgb_image, target_bpp=50)) == len(aecodec.encode(rgb_image, quality=100))
+
+
+def test_unreachable_or_invalid_targets_are_refused(rgb_image):
+    smallest = len(aecodec.encode(rgb_image, quality=0))
+    with pytest.raises(CodecError, match=f"smallest file \\(quality 0\\) is {smallest} bytes"):
+        aecodec.encode(rgb_image, target_size=smallest - 1)
+    for kw in ({"target_size": 0}, {"target_size": 1.5}, {"target_bpp": -1}, {"target_bpp": "x"},
+               {"quality": 50, "target_size": 10_000}, {"target_size": 10_000, "target_bpp": 2}):
+        with pytest.raises(CodecError):
+            aecodec.encode(rgb_image, **kw)
+
+
+def test_pillow_plugin_saves_to_a_target_size(tmp_path, rgb_image):
+    path = tmp_path / "x.aec"
+    target = len(aecodec.encode(rgb_image, quality=60))
+    Image.fromarray(rgb_image).save(path, target_size=target)
+    assert path.stat().st_size <= target
+
+
 def test_bpp_increases_with_quality(rgb_image):
     sizes = [len(aecodec.encode(rgb_image, quality=q)) for q in (0, 25, 50, 75, 100)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .format import Container, FormatError, Layout
 
-__all__ = ["encode", "decode", "encode_with", "decode_with", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
+__all__ = ["encode", "decode", "encode_with", "encode_within", "decode_with", "decode_latents", "encode_file", "decode_file", "info", "CodecError",
            "prepare_image", "quality_to_level", "DEFAULT_QUALITY"]
 
 DEFAULT_QUALITY = 75.0
@@ -168,50 +168,131 @@ def _tile_rects(height: int, width: int, tile: int):
                                      max(0, x0 - MARGIN), min(width, x1 + MARGIN))
 
 
-def encode(image: ImageLike, quality: float = DEFAULT_QUALITY, *, model: str | os.PathLike | None = None,
+def encode(image: ImageLike, quality: float | None = None, *, target_size: int | None = None,
+           target_bpp: float | None = None, model: str | os.PathLike | None = None,
            device: str = "cpu", tile: int = DEFAULT_TILE) -> bytes:
     """Encode an image (PIL image, uint8 array or path) to .aec bytes.
 
-    The image is coded in tiles of ``tile`` pixels (a multiple of 64): each tile's latent is
-    computed from the tile plus a margin of context, so memory stays bounded for any size.
+    Give at most one of ``quality`` (0…100, default 75), ``target_size`` (bytes) or
+    ``target_bpp`` (bits per pixel of the whole file): with a target, the result is the
+    highest-quality file that is no larger (:func:`encode_within`); :class:`CodecError` if even
+    quality 0 is larger. The image is coded in tiles of ``tile`` pixels (a multiple of 64): each
+    tile's latent is computed from the tile plus a margin of context, so memory stays bounded.
     """
     from ..models import registry
 
-    q = _check_quality(quality)
+    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
+        raise CodecError("give one of quality, target size or target bpp, not several")
+    q = _check_quality(DEFAULT_QUALITY if quality is None else quality)
     if not isinstance(tile, int) or tile % fmt.TILE_UNIT or not fmt.TILE_UNIT <= tile <= 1024 * fmt.TILE_UNIT:
         raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {1024 * fmt.TILE_UNIT}, got {tile}")
+    max_bytes = _check_target(target_size, target_bpp)
     rgb, alpha, layout = prepare_image(image)
     h, w = rgb.shape[:2]
     if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
     net, model_id, digest = registry.load(model, device=_device(device))
+    if max_bytes is not None:
+        limit = max_bytes(w, h)
+        return encode_within(net, model_id, digest, rgb, alpha, layout, limit, tile)
     return encode_with(net, model_id, digest, rgb, alpha, layout, q, tile)
 
 
-def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
-                layout: int, quality: float, tile: int = DEFAULT_TILE) -> bytes:
-    """Encode prepared pixels (:func:`prepare_image`) with a model already in memory — the one
-    coding path, also used by training's evaluation."""
+def _check_target(target_size, target_bpp):
+    """The byte budget as a function of the image size, or None without a target."""
+    if target_size is not None:
+        if isinstance(target_size, bool) or not isinstance(target_size, int) or target_size <= 0:
+            raise CodecError(f"target size must be a positive number of bytes, got {target_size!r}")
+        return lambda w, h: target_size
+    if target_bpp is not None:
+        try:
+            bpp = float(target_bpp)
+        except (TypeError, ValueError):
+            raise CodecError(f"target bpp must be a number, got {target_bpp!r}") from None
+        if not 0 < bpp < 1e6 or math.isnan(bpp):
+            raise CodecError(f"target bpp must be a positive number, got {target_bpp}")
+        return lambda w, h: int(bpp * w * h / 8)
+    return None
+
+
+def _analyze_tiles(net, rgb: np.ndarray, tile: int):
+    """g_a of each tile, computed from the tile plus its context and cropped to the tile's latent,
+    before the gain; raster order. Pads ``rgb`` to the model's stride by replicating the border."""
     import torch
 
     h, w = rgb.shape[:2]
-    q = quality
     dev = next(net.parameters()).device
     s, ls = net.config.stride, net.config.stride // 4  # 64 (z grid), 16 (y grid)
     hp, wp = h + (-h % s), w + (-w % s)
     if (hp, wp) != (h, w):  # replicate the border: no artificial edges to spend bits on
         rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    level = quality_to_level(q, net.config.num_levels)
-    tiles = []
     for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in _tile_rects(hp, wp, tile):
         x = torch.from_numpy(np.array(rgb[ry0:ry1, rx0:rx1])).to(dev)  # a writable copy
         x = x.permute(2, 0, 1)[None].float().div_(255)
-        y = net.analyze(x, level)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
-        out = net.compress_latents(y.contiguous())
+        yield net.analyze(x, None)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
+
+
+def _pack_latents(net, model_id: str, weights_hash: str, width: int, height: int, layout: int,
+                  quality: float, tile: int, latents, alpha_png: bytes | None) -> bytes:
+    """Gain, entropy-code and pack the tiles' latents (from :func:`_analyze_tiles`)."""
+    level = quality_to_level(quality, net.config.num_levels)
+    tiles = []
+    for y in latents:
+        out = net.compress_latents(net.apply_gain(y, level))
         tiles.append((out["z"], out["y"]))
-    return fmt.pack(Container(width=w, height=h, layout=layout, quality=q, model_id=model_id,
-                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles),
-                              alpha=_png_bytes(alpha) if alpha is not None else None))
+    return fmt.pack(Container(width=width, height=height, layout=layout, quality=quality, model_id=model_id,
+                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png))
+
+
+def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
+                layout: int, quality: float, tile: int = DEFAULT_TILE) -> bytes:
+    """Encode prepared pixels (:func:`prepare_image`) with a model already in memory — the one
+    coding path, also used by training's evaluation. One tile's latent in memory at a time."""
+    h, w = rgb.shape[:2]
+    return _pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, _analyze_tiles(net, rgb, tile),
+                         _png_bytes(alpha) if alpha is not None else None)
+
+
+QUALITY_STEP = 0.05  # the rate search stops when the bracket is this narrow (the header keeps 0.01)
+
+
+def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
+                  layout: int, max_bytes: int, tile: int = DEFAULT_TILE) -> bytes:
+    """The highest-quality file of at most ``max_bytes`` bytes (quality found to ``QUALITY_STEP``).
+
+    g_a runs once; each trial re-applies the gain and entropy-codes — the very bytes
+    :func:`encode_with` writes at that quality. The quality is found by regula falsi on
+    log(size), which is smooth in quality, guarded to shrink the bracket by ≥ 10 % a trial; it
+    stops early when a file fills ≥ 99.5 % of the budget. Raises :class:`CodecError` when even
+    quality 0 is larger than ``max_bytes``.
+    """
+    h, w = rgb.shape[:2]
+    latents = list(_analyze_tiles(net, rgb, tile))
+    alpha_png = _png_bytes(alpha) if alpha is not None else None
+
+    def at(q: float) -> bytes:
+        return _pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, latents, alpha_png)
+
+    hi_q, hi = 100.0, at(100.0)
+    if len(hi) <= max_bytes:
+        return hi
+    lo_q, lo = 0.0, at(0.0)
+    if len(lo) > max_bytes:
+        raise CodecError(f"cannot fit this {w}×{h} image into {max_bytes} bytes: the smallest file "
+                         f"(quality 0) is {len(lo)} bytes ({8 * len(lo) / (w * h):.3f} bpp)")
+    for _ in range(40):
+        if hi_q - lo_q <= QUALITY_STEP or len(lo) >= 0.995 * max_bytes:
+            break
+        f = (math.log(max_bytes) - math.log(len(lo))) / (math.log(len(hi)) - math.log(len(lo)))
+        q = round(lo_q + min(0.9, max(0.1, f)) * (hi_q - lo_q), 2)
+        if not lo_q < q < hi_q:
+            break
+        d = at(q)
+        if len(d) <= max_bytes:
+            lo_q, lo = q, d
+        else:
+            hi_q, hi = q, d
+    return lo
 
 
 def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
@@ -335,7 +416,7 @@ def _umask() -> int:
     return mask
 
 
-def encode_file(src: ImageLike, dst: str | os.PathLike, quality: float = DEFAULT_QUALITY, *,
+def encode_file(src: ImageLike, dst: str | os.PathLike, quality: float | None = None, *,
                 overwrite: bool = False, **kwargs) -> bytes:
     data = encode(src, quality, **kwargs)
     write_atomic(dst, data, overwrite=overwrite)

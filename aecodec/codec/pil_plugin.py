@@ -1,5 +1,5 @@
 """Pillow plugin: after ``import aecodec``, ``PIL.Image.open("x.aec")`` decodes and
-``img.save("x.aec", quality=80)`` encodes."""
+``img.save("x.aec", quality=80)`` (or ``target_size=50_000`` / ``target_bpp=0.5``) encodes."""
 
 from __future__ import annotations
 
@@ -41,9 +41,11 @@ class AecImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .api import DEFAULT_QUALITY, encode
+    from .api import encode
 
-    fp.write(encode(im, quality=im.encoderinfo.get("quality", DEFAULT_QUALITY)))
+    info = im.encoderinfo
+    fp.write(encode(im, quality=info.get("quality"), target_size=info.get("target_size"),
+                    target_bpp=info.get("target_bpp")))
 
 
 def register() -> None:

@@ -197,10 +197,17 @@ class MeanScaleHyperprior(nn.Module):
         return indexes, means.float()
 
     @torch.inference_mode()
-    def analyze(self, x: torch.Tensor, level: float) -> torch.Tensor:
-        """The gained latent ``y = g_a(x)·gain`` of ``x`` ``(1, 3, H, W)``."""
-        gain, _ = self.gains(torch.tensor([level], device=x.device))
-        return self.g_a(x) * gain
+    def analyze(self, x: torch.Tensor, level: float | None) -> torch.Tensor:
+        """The gained latent ``y = g_a(x)·gain`` of ``x`` ``(1, 3, H, W)``; ``level=None`` gives
+        ``g_a(x)`` before the gain (see :meth:`apply_gain`)."""
+        y = self.g_a(x)
+        return y if level is None else self.apply_gain(y, level)
+
+    @torch.inference_mode()
+    def apply_gain(self, y: torch.Tensor, level: float) -> torch.Tensor:
+        """``y·gain(level)``: one g_a pass serves every level (rate search, api.encode_within)."""
+        gain, _ = self.gains(torch.tensor([level], device=y.device))
+        return y * gain
 
     @torch.inference_mode()
     def compress_latents(self, y: torch.Tensor) -> dict:
