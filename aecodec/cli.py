@@ -20,6 +20,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
 
+def _version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+    from .codec.format import VERSION
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "missing"
+
+    typer.echo(f"aecodec {__version__} (container format {VERSION}; torch {v('torch')}, "
+               f"compressai {v('compressai')}, Pillow {v('pillow')})")
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the versions and exit.")] = False) -> None:
+    """aecodec — a learned image codec (encode, decode, info, train)."""
+
+
 QUALITY_HELP = ("Quality 0–100, higher is better and larger (like cwebp's -q): 0 is the model's lowest "
                 "trained rate, 100 its highest; fractional values interpolate. See the README for "
                 "bpp and PSNR on Kodak at each quality.")

@@ -138,6 +138,14 @@ def test_bad_or_unreachable_targets_are_one_line_errors(photo, tmp_path):
     assert not out.exists()
 
 
+def test_version_names_the_package_and_container_format():
+    import aecodec
+    from aecodec.codec.format import VERSION
+
+    out = ok(runner.invoke(app, ["--version"])).output
+    assert out.startswith(f"aecodec {aecodec.__version__} (container format {VERSION};") and "compressai" in out
+
+
 def test_several_inputs_into_a_directory(tmp_path):
     srcs = []
     for i in range(3):
