@@ -334,6 +334,8 @@ def train(
     log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 50,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (the log lines stay).")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice). On a busy machine 1 can be several times faster than 2.")] = None,
+    lambdas: Annotated[Optional[str], typer.Option(metavar="L1,L2,…", help="A new run's rate–distortion trade-offs, low rate to high, comma-separated (one value: a single-rate model). Default: 8 levels 0.0018 … 0.18.")] = None,
+    model_id: Annotated[str, typer.Option(help="A new run's model id (kebab-case); files name it. Continued runs keep theirs.")] = "mean-scale-vr-128",
     n_channels: Annotated[int, typer.Option("--N", hidden=True, help="Channels of g_a/g_s (new runs).")] = 128,
     m_channels: Annotated[int, typer.Option("--M", hidden=True, help="Latent channels (new runs).")] = 192,
 ) -> None:
@@ -345,7 +347,13 @@ def train(
     from .train import TrainError, TrainOptions, train as run
 
     try:
-        run(TrainOptions(data=data, out=out, resume=resume, steps=steps, max_minutes=max_minutes,
+        lams = None
+        if lambdas is not None:
+            try:
+                lams = tuple(float(v) for v in lambdas.split(","))
+            except ValueError:
+                raise TrainError(f"--lambdas must be comma-separated numbers, got {lambdas!r}") from None
+        run(TrainOptions(data=data, out=out, resume=resume, lambdas=lams, model_id=model_id, steps=steps, max_minutes=max_minutes,
                          batch_size=batch_size, crop=crop, lr=lr, warmup=warmup, distortion=distortion,
                          device=device, seed=seed, init_from=init_from, init_warmup=init_warmup, amp=amp,
                          channels_last=channels_last, compile=compile, data_on_device=data_on_device,

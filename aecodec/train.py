@@ -33,6 +33,7 @@ bytes of the .aec file, PSNR on 8-bit pixels — and keeps the latest result in 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import os
@@ -49,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .codec import format as fmt
 from .models.checkpoint import fp32_state_dict, load_checkpoint, save_checkpoint, weights_hash
 from .models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
@@ -82,6 +84,7 @@ class TrainOptions:
     distortion: str = "mse"  # or "ms-ssim"
     N: int = 128
     M: int = 192
+    lambdas: tuple[float, ...] | None = None  # new runs; None: HyperpriorConfig's 8 levels
     device: str = "auto"
     seed: int = 0
     save_every_minutes: float = 5.0
@@ -186,6 +189,14 @@ def check_options(o: TrainOptions) -> None:
                          "init-from starts a fresh one)")
     if o.batch_size < 1 or o.eval_images < 1 or o.eval_every < 0 or o.init_warmup < 1:
         raise TrainError("--batch-size, --eval-images and --init-warmup must be positive, --eval-every ≥ 0")
+    if not 1 <= len(o.model_id) <= 64 or not fmt.MODEL_ID_RE.match(o.model_id):
+        raise TrainError(f"--model-id must be kebab-case ([a-z0-9]+(-[a-z0-9]+)*, ≤ 64 characters), got {o.model_id!r}")
+    if o.lambdas is not None:
+        lam = list(o.lambdas)
+        if not lam or any(not 0 < x < 100 for x in lam) or lam != sorted(set(lam)):
+            raise TrainError(f"--lambdas must be positive and increasing, got {','.join(map(str, lam))}")
+        if o.resume or o.init_from:
+            raise TrainError("--lambdas sets a new run's levels; a continued run keeps its checkpoint's")
     if o.eval_dir is not None and not Path(o.eval_dir).is_dir():
         raise TrainError(f"--eval-dir {o.eval_dir}: not a directory")
 
@@ -278,7 +289,6 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
     container), so bpp counts every byte of the .aec file (header, section table and CRC included).
     """
     from .codec import api
-    from .codec import format as fmt
 
     device = device or next(model.parameters()).device
     m = copy.deepcopy(model)
@@ -328,13 +338,16 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
         model, ckpt = load_checkpoint(o.resume)
         step = int(ckpt["step"])
         record = ckpt.get("training") or record
+        o = dataclasses.replace(o, model_id=ckpt["model_id"])  # a continued run keeps its id
     elif o.init_from:
         model, src = load_checkpoint(o.init_from)
         record = dict(src.get("training") or record)
         step = int(src.get("step", record.get("steps", 0)))
         fresh = True
+        o = dataclasses.replace(o, model_id=src["model_id"])
     else:
-        model, step = MeanScaleHyperprior(HyperpriorConfig(N=o.N, M=o.M)), 0
+        cfg = HyperpriorConfig(N=o.N, M=o.M, **({"lambdas": tuple(o.lambdas)} if o.lambdas else {}))
+        model, step = MeanScaleHyperprior(cfg), 0
     record.setdefault("chunks", [])
     if d.world > 1 or fresh:
         # Each rank (and each --init-from chunk) draws its own crops, levels and noise.

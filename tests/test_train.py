@@ -145,6 +145,30 @@ def test_export_command_rejects_a_missing_or_unreadable_checkpoint(tmp_path):
     assert r.exit_code == 2 and "--storage" in r.output
 
 
+def test_a_single_rate_model_with_its_own_id_trains_resumes_and_codes(data_dir, tmp_path):
+    from aecodec.train import export
+
+    run, weights = tmp_path / "run.pt", tmp_path / "single.pt"
+    train(opts(data_dir, run, steps=2, lambdas=(0.0067,), model_id="single-0067"), log=lambda *_: None)
+    train(opts(data_dir, run, steps=3, resume=run), log=lambda *_: None)  # keeps its id and level
+    model, state = load_checkpoint(run)
+    assert state["model_id"] == "single-0067" and model.config.lambdas == (0.0067,) and state["step"] == 3
+    export(run, weights, log=lambda *_: None)
+    data = aecodec.encode(smooth_image(40, 48), quality=30, model=weights)
+    assert aecodec.info(data)["model_id"] == "single-0067"
+    assert aecodec.decode(data, model=weights).size == (48, 40)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"lambdas": (0.01, 0.001)}, "increasing"), ({"lambdas": (-1.0,)}, "positive"),
+    ({"model_id": "Not_Kebab"}, "kebab-case"),
+])
+def test_bad_levels_or_model_id_are_refused_before_training(data_dir, tmp_path, kw, message):
+    with pytest.raises(TrainError, match=message):
+        train(opts(data_dir, tmp_path / "run.pt", **kw), log=lambda *_: None)
+    assert not (tmp_path / "run.pt").exists()
+
+
 def _logged(logs: list[str], what: str) -> list[float]:
     """Values of one field (``loss``, ``lr`` …) of the ``step`` lines."""
     return [float(l.split()[l.split().index(what) + 1]) for l in logs if l.startswith("step ")]
