@@ -20,6 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
 
+
 def _version(value: bool) -> None:
     if not value:
         return

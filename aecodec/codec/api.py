@@ -186,20 +186,20 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     q = _check_quality(DEFAULT_QUALITY if quality is None else quality)
     if not isinstance(tile, int) or tile % fmt.TILE_UNIT or not fmt.TILE_UNIT <= tile <= 1024 * fmt.TILE_UNIT:
         raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {1024 * fmt.TILE_UNIT}, got {tile}")
-    max_bytes = _check_target(target_size, target_bpp)
+    budget = _check_target(target_size, target_bpp)
     rgb, alpha, layout = prepare_image(image)
     h, w = rgb.shape[:2]
     if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
     net, model_id, digest = registry.load(model, device=_device(device))
-    if max_bytes is not None:
-        limit = max_bytes(w, h)
-        return encode_within(net, model_id, digest, rgb, alpha, layout, limit, tile)
+    if budget is not None:
+        return encode_within(net, model_id, digest, rgb, alpha, layout, budget(w, h), tile)
     return encode_with(net, model_id, digest, rgb, alpha, layout, q, tile)
 
 
 def _check_target(target_size, target_bpp):
-    """The byte budget as a function of the image size, or None without a target."""
+    """The byte budget as a function ``(width, height) -> bytes``, or None without a target;
+    checked before the image is read."""
     if target_size is not None:
         if isinstance(target_size, bool) or not isinstance(target_size, int) or target_size <= 0:
             raise CodecError(f"target size must be a positive number of bytes, got {target_size!r}")
