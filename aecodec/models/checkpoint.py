@@ -21,7 +21,7 @@ A conv tensor goes to float16 only if it is finite and far from float16's overfl
 below its normal range keep an absolute error ≤ 2⁻²⁵, harmless in a convolution). Loading casts
 back to float32; the stored values are what the weights hash covers, so encoder and decoder
 compute with the same weights, and h_s's fixed-point grid (models/exact.py) is derived from them
-identically everywhere. Measured on Kodak: bpp +0.0001, PSNR −0.002 dB against fp32 storage.
+identically everywhere. Measured (6 Kodak images, q 0/50/100): bpp +0.0001, PSNR ≤ 0.002 dB lower than fp32.
 """
 
 from __future__ import annotations
