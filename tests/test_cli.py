@@ -129,6 +129,15 @@ def test_encode_to_a_target_size_or_bpp(photo, tmp_path):
     assert 8 * out.stat().st_size / (56 * 40) <= 1.5
 
 
+@pytest.mark.parametrize("text, size", [("50000", 50_000), ("50k", 50_000), ("1.5M", 1_500_000),
+                                        ("64KiB", 65_536), ("2 MiB", 2_097_152), ("0.5kb", 500),
+                                        ("0", None), ("-5k", None), ("12q", None), ("k", None)])
+def test_target_size_accepts_bytes_with_decimal_or_binary_units(text, size):
+    from aecodec.cli import _parse_size
+
+    assert _parse_size(text) == size
+
+
 def test_bad_or_unreachable_targets_are_one_line_errors(photo, tmp_path):
     out = tmp_path / "t.aec"
     fails(runner.invoke(app, ["encode", str(photo), "-o", str(out), "--target-size", "10"]), "cannot fit")
