@@ -110,6 +110,7 @@ def weights_record(r: dict, weights: Path) -> dict:
     chunks = training.get("chunks", [])
     return {
         "model_id": ckpt["model_id"], "weights_hash": ckpt["weights_hash"], "file": weights.name,
+        "file_bytes": weights.stat().st_size, "storage": ckpt.get("storage", "fp32"),
         "architecture": ckpt["arch"], "config": ckpt["config"],
         "training": {"data": training.get("data"), "distortion": training.get("distortion"),
                      "batch_size": training.get("batch_size"), "crop": training.get("crop"),

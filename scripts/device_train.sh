@@ -6,7 +6,7 @@
 #   scripts/device_train.sh join DIR [DEST]    here: reassemble and check the weights that came back
 #
 # The device machine has Python 3.12 and torch but no compressai and no network, and a call carries
-# at most 64 MiB (the working tree, ~29 MiB with the shipped weights, included) and brings back files
+# at most 64 MiB (the working tree, ~17 MiB with the shipped weights, included) and brings back files
 # of at most 16 MiB. So: compressai and pytorch-msssim travel as cp312 wheels; the training photos
 # travel as a shard that fits the budget (SHARD 0, 1, 2 … walk through all of them); the chunk
 # starts from the shipped weights (aecodec/models/weights/, they travel with the tree) or from
