@@ -401,7 +401,7 @@ def plot_rd(summary: dict, published: list[dict], path: Path, title: str) -> Non
         ax.set_ylabel(ylabel)
         ax.set_xlim(0, max_bpp * 1.05 if max_bpp else None)
         ax.grid(True, alpha=0.3)
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes:  # one shared legend, each curve once
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from aecodec.codec.api import prepare_image, quality_to_level
 from aecodec.models import registry
