@@ -1,7 +1,8 @@
 """Training: one readable loop that turns photos into a variable-rate checkpoint.
 
-Each step draws a batch of random crops (random downscale first, so that the JPEG block artefacts
-of the training photos shrink below a pixel; then crop and flip), gives each crop a random gain
+Each step draws a batch of random crops (from a randomly downscaled copy of a photo, so that the
+JPEG block artefacts of the training photos shrink below a pixel; then crop and flip — one gather
+for the whole batch, :class:`CropSampler`), gives each crop a random gain
 level, and minimises ``λ_level · D + R`` with R in bits per pixel from the entropy models'
 likelihoods and D = 255²·MSE (or ≈1300·(1 − MS-SSIM), CompressAI's scale for MS-SSIM). The
 entropy bottleneck's quantiles get their own auxiliary loss and optimiser, as in CompressAI.
@@ -17,7 +18,8 @@ Speed (GPU): ``--amp bf16`` runs g_a, h_a and g_s — all layers but the one tha
 or the image — under bf16 autocast; the entropy models, the rate and the fixed-point h_s stay
 float32 (TF32 is switched off, since h_s rounds its activations to a 2⁻¹⁰ grid that TF32's 10-bit
 mantissa cannot hold). ``--channels-last`` and ``--compile`` are further options; on CUDA the
-photos live on the GPU as uint8, so crops are cut and resized there.
+photos (and their scaled copies) live on the GPU as uint8, so a batch is cut there without a host
+sync. ``stop_at`` (API) ends a chunk at a wall-clock deadline (the GPU job plans backwards from it).
 
 Several processes: ``torchrun --nproc_per_node N -m aecodec train …`` trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU); ``--batch-size`` is per process. Each rank
@@ -34,10 +36,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import math
 import os
-import random
 import sys
 import time
 import types
@@ -75,6 +77,7 @@ class TrainOptions:
     resume: Path | None = None
     steps: int = 100_000  # length of the LR schedule (global steps)
     max_minutes: float | None = None  # stop this chunk after this much wall time
+    stop_at: float | None = None  # …or at this wall-clock time (time.time()), e.g. a job's deadline
     batch_size: int = 8  # per process
     crop: int = 256
     lr: float = 1e-4
@@ -118,27 +121,78 @@ def load_images(dirs: list[Path], min_side: int = 64) -> list[torch.Tensor]:
     return images
 
 
-def sample_batch(images: list[torch.Tensor], batch: int, crop: int, gen: random.Random,
-                 device: torch.device) -> torch.Tensor:
-    """Random downscale (factor 0.5–1), random crop, random horizontal flip → (B, 3, crop, crop).
+SCALES = (1.0, 0.84, 0.71, 0.59, 0.5)  # the pre-scaled copies a crop is cut from
 
-    The images may live on the host or (uint8) on ``device``; either way the resize runs on ``device``.
+
+def _resize(im: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """uint8 (3, H, W) → uint8 (3, h, w), bicubic with antialiasing (for the downscaled copies)."""
+    x = F.interpolate(im[None].float(), size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+    return x[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+class CropSampler:
+    """Random training crops, a whole batch in one gather.
+
+    Each photo is kept in a few pre-scaled copies, made once at start (factors :data:`SCALES`,
+    those that still hold a crop; a photo smaller than a crop gets one copy scaled up to hold
+    one), so that the JPEG block artefacts of the training photos can shrink below a pixel without
+    a resize kernel per crop. All copies live as uint8 pixel rows in one flat buffer on the
+    training device. A batch — a random photo, a random copy of it, a random position and a random
+    horizontal flip per crop — is one index computation and one gather, drawn from torch's
+    generator of that device (so, on CUDA, no host sync). ``sample`` returns (B, 3, crop, crop)
+    floats in [0, 1], channels-last in memory.
     """
-    out = []
-    for _ in range(batch):
-        im = images[gen.randrange(len(images))]
-        _, h, w = im.shape
-        region = min(round(crop / gen.uniform(0.5, 1.0)), h, w)
-        top, left = gen.randint(0, h - region), gen.randint(0, w - region)
-        patch = im[:, top:top + region, left:left + region].to(device, non_blocking=True)
-        patch = patch[None].float().div_(255)
-        if region != crop:
-            patch = F.interpolate(patch, size=(crop, crop), mode="bicubic", antialias=True,
-                                  align_corners=False).clamp_(0, 1)
-        if gen.random() < 0.5:
-            patch = patch.flip(-1)
-        out.append(patch)
-    return torch.cat(out)
+
+    def __init__(self, images: list[torch.Tensor], crop: int, device: torch.device, scales=SCALES):
+        rows, bases, heights, widths, first, count = [], [], [], [], [], []
+        size = 0
+        for im in images:
+            im = im.to(device)
+            _, h, w = im.shape
+            sizes = [(math.ceil(h * s), math.ceil(w * s)) for s in scales if min(h, w) * s >= crop]
+            if not sizes:  # smaller than a crop: one copy, scaled up
+                s = crop / min(h, w)
+                sizes = [(max(crop, math.ceil(h * s)), max(crop, math.ceil(w * s)))]
+            first.append(len(bases))
+            count.append(len(sizes))
+            for hh, ww in sizes:
+                copy = im if (hh, ww) == (h, w) else _resize(im, hh, ww)
+                rows.append(copy.permute(1, 2, 0).reshape(-1, 3))
+                bases.append(size)
+                heights.append(hh)
+                widths.append(ww)
+                size += hh * ww
+        if not rows:
+            raise TrainError("no training images to cut crops from")
+        self.crop, self.device = crop, torch.device(device)
+        self.pixels = torch.cat(rows)  # (P, 3) uint8
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.int64, device=device)
+        self.base, self.height, self.width = as_tensor(bases), as_tensor(heights), as_tensor(widths)
+        self.first, self.count = as_tensor(first), as_tensor(count)
+        self.ramp = torch.arange(crop, device=device)
+
+    @property
+    def copies(self) -> int:
+        return len(self.base)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        dev, c = self.device, self.crop
+        u = torch.rand(5, batch, device=dev)  # photo, copy, top, left, flip
+        i = (u[0] * len(self.first)).long()
+        k = self.first[i] + (u[1] * self.count[i]).long()
+        h, w = self.height[k], self.width[k]
+        top = (u[2] * (h - c + 1)).long()
+        left = (u[3] * (w - c + 1)).long()
+        cols = torch.where(u[4, :, None] < 0.5, c - 1 - self.ramp, self.ramp) + left[:, None]  # (B, c)
+        rows = top[:, None] + self.ramp  # (B, c)
+        index = self.base[k, None, None] + rows[:, :, None] * w[:, None, None] + cols[:, None, :]
+        return self.pixels[index].permute(0, 3, 1, 2).float().div_(255)  # (B, 3, c, c), channels-last
+
+
+@functools.lru_cache(maxsize=8)
+def _lambdas(lambdas: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The levels' λ on the device, made once (a copy from the host each step would wait for the GPU)."""
+    return torch.tensor(lambdas, device=device)
 
 
 def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, distortion: str,
@@ -148,7 +202,7 @@ def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, di
     B, _, H, W = x.shape
     bits = sum(-torch.log2(l).flatten(1).sum(1) for l in out["likelihoods"].values())  # (B,)
     bpp = bits / (H * W)
-    lam = torch.tensor(model.config.lambdas, device=x.device)[level]
+    lam = _lambdas(model.config.lambdas, x.device)[level]
     mse = F.mse_loss(out["x_hat"], x, reduction="none").flatten(1).mean(1)  # (B,)
     if distortion == "mse":
         dist = 255**2 * mse
@@ -165,6 +219,34 @@ def lr_at(step: int, o: TrainOptions) -> float:
         return o.lr * (step + 1) / o.warmup
     t = min(1.0, (step - o.warmup) / max(1, o.steps - o.warmup))
     return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def optimisers(model: MeanScaleHyperprior, lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam on the transforms and entropy models; a second Adam (lr 1e-3) on the entropy
+    bottleneck's quantiles, which only the auxiliary loss trains (as in CompressAI)."""
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=1e-3)
+
+
+def optimise(model: MeanScaleHyperprior, opt, aux_opt, x: torch.Tensor, level: torch.Tensor, *,
+             distortion: str = "mse", clip: float = 1.0, forward=None, world: int = 1) -> tuple[dict, torch.Tensor]:
+    """One training step: the RD loss of the batch ``x`` at gain levels ``level``, a clipped Adam
+    step on the main parameters, then an Adam step on the auxiliary (quantile) loss. Returns the
+    loss terms (:func:`rd_loss`) and the auxiliary loss."""
+    r = rd_loss(model, x, level, distortion, forward=forward)
+    opt.zero_grad(set_to_none=True)
+    r["loss"].backward()  # DDP averages the gradients across ranks here
+    if clip:
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], clip)
+    opt.step()
+    aux = model.aux_loss()
+    aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    if world > 1:
+        _average_grads(aux_opt.param_groups[0]["params"], world)
+    aux_opt.step()
+    return r, aux
 
 
 def pick_device(name: str) -> torch.device:
@@ -330,7 +412,6 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
     if o.threads:
         torch.set_num_threads(o.threads)
     torch.manual_seed(o.seed)
-    gen = random.Random(o.seed)
     record: dict = {"data": [str(p) for p in o.data], "distortion": o.distortion,
                     "batch_size": o.batch_size, "crop": o.crop, "lr": o.lr, "chunks": []}
     ckpt, fresh = None, False
@@ -351,7 +432,6 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
     record.setdefault("chunks", [])
     if d.world > 1 or fresh:
         # Each rank (and each --init-from chunk) draws its own crops, levels and noise.
-        gen = random.Random(_seed_for(o.seed, d.rank, step))
         torch.manual_seed(_seed_for(o.seed, d.rank, step))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -363,15 +443,12 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
         model.to(memory_format=torch.channels_last)
     set_bf16(model, o.amp == "bf16")
 
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    opt = torch.optim.Adam(main_params, lr=o.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    opt, aux_opt = optimisers(model, o.lr)
+    aux_params = aux_opt.param_groups[0]["params"]
     if ckpt is not None and "optimizer" in ckpt:
         opt.load_state_dict(ckpt["optimizer"])
         aux_opt.load_state_dict(ckpt["aux_optimizer"])
         if d.world == 1:
-            gen.setstate(_tuple_state(ckpt["rng"]["python"]))
             torch.set_rng_state(ckpt["rng"]["torch"])
             if device.type == "cuda" and "cuda" in ckpt["rng"]:
                 torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -396,12 +473,13 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
 
     log(f"loading images from {', '.join(map(str, o.data))} …")
     images = load_images(o.data)
-    if o.data_on_device if o.data_on_device is not None else device.type == "cuda":
-        images = [im.to(device) for im in images]
+    on_device = o.data_on_device if o.data_on_device is not None else device.type == "cuda"
+    sampler = CropSampler(images, o.crop, device if on_device else torch.device("cpu"))
+    del images
     eval_images = []
     if o.eval_dir is not None and d.main:
         eval_images = load_images([o.eval_dir])[:o.eval_images]
-    log(f"{len(images)} images; device {device}; starting at step {step}"
+    log(f"{len(sampler.first)} images ({sampler.copies} scaled copies); device {device}; starting at step {step}"
         + (f"; {d.world} processes × batch {o.batch_size}" if d.world > 1 else "")
         + (f"; weights from {o.init_from}, fresh optimiser" if fresh else ""))
     L = model.config.num_levels
@@ -432,7 +510,9 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
     def save(path: Path) -> None:
         elapsed = (time.monotonic() - start) / 60
         rec = dict(record)
+        loop_s = time.monotonic() - loop_start
         chunk = {"from_step": chunk_start_step, "to_step": step, "minutes": round(elapsed, 2),
+                 "crops_per_s": round((step - loop_step) * o.batch_size * d.world / max(loop_s, 1e-9), 1),
                  "device": str(device),
                  "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                  "processes": d.world, "batch_size": o.batch_size, "crop": o.crop, "lr": o.lr,
@@ -441,7 +521,7 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
             chunk["init_from"] = str(o.init_from)
         rec["chunks"] = record["chunks"] + [chunk]
         rec["steps"] = step
-        rng = {"python": gen.getstate(), "torch": torch.get_rng_state()}
+        rng = {"torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
         save_checkpoint(path, model, model_id=o.model_id, training=rec,
@@ -450,27 +530,20 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
     if eval_images and (fresh or o.resume):
         run_eval()  # the baseline this chunk starts from
     ema = None
-    while step < o.steps:
-        if o.max_minutes is not None and _rank0_says(d, time.monotonic() - start > 60 * o.max_minutes):
-            break
+    loop_start, loop_step = time.monotonic(), step
+
+    def out_of_time() -> bool:
+        late = o.max_minutes is not None and time.monotonic() - start > 60 * o.max_minutes
+        return _rank0_says(d, late or (o.stop_at is not None and time.time() >= o.stop_at))
+
+    while step < o.steps and not out_of_time():
         for g in opt.param_groups:
             g["lr"] = lr(step)
-        x = sample_batch(images, o.batch_size, o.crop, gen, device)  # (B, 3, crop, crop)
-        if o.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = sampler.sample(o.batch_size).to(device, non_blocking=True)  # (B, 3, crop, crop)
+        x = x.contiguous(memory_format=torch.channels_last if o.channels_last else torch.contiguous_format)
         level = torch.randint(0, L, (o.batch_size,), device=device)
-        r = rd_loss(model, x, level, o.distortion, forward=forward)
-        opt.zero_grad(set_to_none=True)
-        r["loss"].backward()  # DDP averages the gradients across ranks here
-        if o.clip:
-            torch.nn.utils.clip_grad_norm_(main_params, o.clip)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        if d.world > 1:
-            _average_grads(aux_params, d.world)
-        aux_opt.step()
+        r, aux = optimise(model, opt, aux_opt, x, level, distortion=o.distortion, clip=o.clip,
+                          forward=forward, world=d.world)
         step += 1
 
         # Running means stay on the device (float64, the same arithmetic as Python floats): no
@@ -518,11 +591,6 @@ def _check_ranks_agree(model: MeanScaleHyperprior, d: _Dist, log) -> None:
     if len(set(hashes)) != 1:
         raise RuntimeError(f"DDP ranks diverged: weights hashes {hashes}")
     log(f"ddp: all {d.world} processes hold weights {digest}")
-
-
-def _tuple_state(state):
-    """random.Random.setstate needs tuples; torch.load(weights_only) returns lists."""
-    return tuple(_tuple_state(s) if isinstance(s, list) else s for s in state)
 
 
 def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str:

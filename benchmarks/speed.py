@@ -31,20 +31,25 @@ import aecodec
 
 
 def mosaic(kodak: Path, megapixels: float, seed: int = 0) -> np.ndarray:
-    """A photo of about ``megapixels`` MP: Kodak images tiled (and mirrored) side by side."""
-    files = sorted(kodak.glob("*.png"))
+    """A photo of about ``megapixels`` MP: Kodak images tiled (and mirrored) side by side (tiles of
+    the first image's landscape size; other sizes are resized to it)."""
+    files = sorted(f for f in kodak.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     rng = np.random.default_rng(seed)
+    th, tw = sorted(Image.open(files[0]).size)  # landscape tile: (short, long)
     side = int((megapixels * 1e6 * 1.5) ** 0.5)  # 3:2
     w, h = side, int(megapixels * 1e6 / side)
     out = np.empty((h, w, 3), np.uint8)
-    for y in range(0, h, 512):
-        for x in range(0, w, 768):
-            im = np.asarray(Image.open(files[rng.integers(len(files))]).convert("RGB"))
-            if im.shape[0] != 512:
-                im = im.transpose(1, 0, 2)
+    for y in range(0, h, th):
+        for x in range(0, w, tw):
+            im = Image.open(files[rng.integers(len(files))]).convert("RGB")
+            if im.height > im.width:
+                im = im.transpose(Image.Transpose.ROTATE_90)
+            if im.size != (tw, th):
+                im = im.resize((tw, th), Image.BICUBIC)
+            im = np.asarray(im)
             if rng.random() < 0.5:
                 im = im[:, ::-1]
-            out[y:y + 512, x:x + 768] = im[: h - y, : w - x]
+            out[y:y + th, x:x + tw] = im[: h - y, : w - x]
     return out
 
 
@@ -60,10 +65,10 @@ def _time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def speed(img: np.ndarray, device: str, quality: float, repeat: int) -> dict:
-    data = aecodec.encode(img, quality, device=device)
-    enc = _time(lambda: aecodec.encode(img, quality, device=device), repeat)
-    dec = _time(lambda: aecodec.decode(data, device=device), repeat)
+def speed(img: np.ndarray, device: str, quality: float, repeat: int, model=None) -> dict:
+    data = aecodec.encode(img, quality, device=device, model=model)
+    enc = _time(lambda: aecodec.encode(img, quality, device=device, model=model), repeat)
+    dec = _time(lambda: aecodec.decode(data, device=device, model=model), repeat)
     mp = img.shape[0] * img.shape[1] / 1e6
     return {"device": device, "size": f"{img.shape[1]}x{img.shape[0]}", "megapixels": round(mp, 2),
             "bpp": round(8 * len(data) / (mp * 1e6), 4), "encode_s": round(enc, 3), "decode_s": round(dec, 3),

@@ -38,8 +38,30 @@ from .exact import FixedPoint, FixedPointHyperSynthesis
 __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
 
 _cai = compressai()
-EntropyBottleneck = _cai.entropy_models.EntropyBottleneck
 GaussianConditional = _cai.entropy_models.GaussianConditional
+
+
+class EntropyBottleneck(_cai.entropy_models.EntropyBottleneck):
+    """CompressAI's factorized entropy model, with ``forward`` permuting by Python ints.
+
+    CompressAI builds the (C, B, …) permutation as a tensor on the input's device, so on CUDA each
+    forward pass waited for the GPU four times (``permute`` reads the tensor's values), and
+    ``torch.compile`` broke its graph there. Same parameters, same state dict, same function.
+    """
+
+    def forward(self, x: torch.Tensor, training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if training is None:
+            training = self.training
+        perm = (1, 0, *range(2, x.ndim))  # B × C × … ↔ C × B × … (its own inverse)
+        x = x.permute(*perm).contiguous()
+        shape = x.size()
+        outputs = self.quantize(x.reshape(x.size(0), 1, -1), "noise" if training else "dequantize",
+                                self._get_medians())
+        likelihood, _, _ = self._likelihood(outputs)
+        if self.use_likelihood_bound:
+            likelihood = self.likelihood_lower_bound(likelihood)
+        return (outputs.reshape(shape).permute(*perm).contiguous(),
+                likelihood.reshape(shape).permute(*perm).contiguous())
 
 
 class GDN(_cai.layers.GDN):

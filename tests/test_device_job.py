@@ -1,0 +1,199 @@
+"""The GPU job (scripts/device_train.sh → scripts/device_job.py), proven here on the CPU: the very same
+script in a dry run (DEVICE=cpu, a few photos, seconds of training) produces every file a GPU job
+brings back; a missing wheel or a missing GPU fails at once with a diagnostic that names it; the
+luggage fits the carry budget with every photo; join refuses a damaged download. Plus the batch
+sampler and the sync-free entropy bottleneck that the job's throughput relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aecodec.models.checkpoint import load_checkpoint
+from aecodec.models.hyperprior import EntropyBottleneck, _cai
+from aecodec.models.registry import DEFAULT_MODEL_ID, SHIPPED_DIR
+from aecodec.train import CropSampler
+
+from .conftest import smooth_image
+
+ROOT = Path(__file__).resolve().parents[1]
+JOB = ROOT / "scripts" / "device_job.py"
+
+
+def run_job(args, env=None, **kw) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = ["bash", str(ROOT / "scripts/device_train.sh")] if args == "device" else [sys.executable, str(JOB), *args]
+    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=300, cwd=ROOT, **kw)
+
+
+@pytest.fixture(scope="module")
+def carry(tmp_path_factory) -> Path:
+    """Packed luggage from synthetic photos (one smaller than a crop) and two small 'Kodak' images."""
+    d = tmp_path_factory.mktemp("job")
+    (d / "photos" / "a").mkdir(parents=True)
+    (d / "kodak").mkdir()
+    for i, (h, w) in enumerate([(200, 150), (96, 128), (48, 60), (130, 170)]):
+        Image.fromarray(smooth_image(h, w, seed=i)).save(d / "photos" / "a" / f"p{i}.png")
+    for i in range(2):
+        Image.fromarray(smooth_image(96, 128, seed=10 + i)).save(d / "kodak" / f"kodim{i:02d}.png")
+    r = run_job(["pack", "--carry", str(d / "carry"), "--train", str(d / "photos"), "--kodak", str(d / "kodak"),
+                 "--crop", "64", "--no-wheels"])
+    assert r.returncode == 0, r.stderr
+    return d / "carry"
+
+
+DRY = {"DEVICE": "cpu", "CROP": "64", "BATCHES": "2,4", "DEADLINE": "75", "PORTABILITY_IMAGES": "2",
+       "SPEED_MP": "0.05", "LOG_EVERY": "5"}
+
+
+def test_pack_carries_every_photo_within_the_budget(carry):
+    m = json.loads((carry / "manifest.json").read_text())
+    assert m["photos"] == 4 and len(list((carry / "train").glob("*.jpg"))) == 4
+    assert m["kodak_images"] == 2 and len(list((carry / "kodak").glob("*.jpg"))) == 2
+    assert m["total_mib"] <= m["limit_mib"] - m["margin_mib"]
+    assert m["mib"]["tree"] > 5  # the working tree (weights included) is counted against the budget
+    big = Image.open(sorted((carry / "train").glob("*p0.jpg"))[0])
+    assert min(big.size) == 75  # halved (150 → 75), and never below the crop side (64)
+    small = Image.open(sorted((carry / "train").glob("*p2.jpg"))[0])
+    assert small.size == (60, 48)  # smaller than a crop: kept as it is
+
+
+def test_pack_lowers_the_quality_to_fit_and_refuses_what_cannot_fit(carry, tmp_path):
+    m = json.loads((carry / "manifest.json").read_text())
+    tight = m["total_mib"] - m["mib"]["train"] + m["margin_mib"] + m["mib"]["train"] * 0.7
+    args = ["pack", "--carry", str(tmp_path / "c"), "--train", str(carry.parent / "photos"), "--kodak", str(carry.parent / "kodak"),
+            "--crop", "64", "--no-wheels"]
+    r = run_job(args + ["--limit-mib", f"{tight:.4f}"])
+    assert r.returncode == 0, r.stderr
+    m2 = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert m2["photos"] == 4 and m2["train_jpeg_quality"] < m["train_jpeg_quality"]
+    assert m2["total_mib"] <= tight - m["margin_mib"]
+    r = run_job(args + ["--limit-mib", f"{m['mib']['tree'] + 0.5:.4f}"])
+    assert r.returncode == 2 and "MiB" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dry_run_produces_what_a_gpu_job_brings_back(carry, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    t = time.time()
+    r = run_job("device", env={**DRY, "OUT": str(out), "CARRY": str(carry)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert time.time() - t < 75  # the deadline holds
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["job.json", "job.log", "record.json", "weights.pt.part-00", "weights.pt.part-01",
+                     "weights.sha256"]
+    assert len(names) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())
+    job = json.loads((out / "job.json").read_text())
+    assert list(job["stages"]) == ["wheels", "import", "device", "data", "train-step", "codec", "train", "export",
+                                   "portability", "speed"]
+    assert job["preflight_s"] < 90 and job["finished_s"] < 75
+    assert job["stages"]["train"]["to_step"] > job["stages"]["train"]["from_step"]
+    assert job["stages"]["train"]["crops_per_s"] > 0 and job["stages"]["train"]["batch"] in (2, 4)
+    for direction in ("cpu->cpu",):
+        p = job["portability"][direction]
+        assert p["checked"] == p["planned"] == 2 and p["latents_identical"] == 2 and p["max_pixel_diff"] <= 1
+    assert job["speed"]["encode_MPps"] > 0 and job["speed"]["megapixels"] == pytest.approx(0.05, abs=0.01)
+    assert "training" in json.loads((out / "record.json").read_text())
+    assert "train-step" in (out / "job.log").read_text()
+
+    # join: the parts reassemble to the checked weights, one step further than they started
+    dest = tmp_path / "back.pt"
+    r = run_job(["join", str(out), str(dest)])
+    assert r.returncode == 0, r.stderr
+    model, c = load_checkpoint(dest)
+    assert c["weights_hash"] == job["weights"]["hash"]
+    chunk = c["training"]["chunks"][-1]
+    assert chunk["to_step"] == job["stages"]["train"]["to_step"] and chunk["crops_per_s"] > 0
+    _, shipped = load_checkpoint(SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt")
+    assert c["weights_hash"] != shipped["weights_hash"]
+
+    # a damaged download is refused and nothing is written
+    part = out / "weights.pt.part-01"
+    data = bytearray(part.read_bytes())
+    data[100] ^= 1
+    part.write_bytes(bytes(data))
+    r = run_job(["join", str(out), str(tmp_path / "bad.pt")])
+    assert r.returncode == 1 and "checksum mismatch" in r.stderr and not (tmp_path / "bad.pt").exists()
+
+
+def test_a_missing_wheel_fails_at_once_naming_it(carry, tmp_path):
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "pytorch_msssim-1.0.0-py3-none-any.whl").write_bytes(b"")  # present, compressai's not
+    for sub in ("train", "kodak"):
+        (tmp_path / sub).symlink_to(carry / sub)
+    out = tmp_path / "out"
+    out.mkdir()
+    t = time.time()
+    r = run_job("device", env={**DRY, "OUT": str(out), "CARRY": str(tmp_path), "REQUIRE_WHEELS": "1"})
+    assert r.returncode == 3 and time.time() - t < 90
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert "FAILED at stage 'wheels'" in r.stdout and f"compressai-1.2.8-{tag}" in r.stdout
+    assert "pytorch_msssim" not in r.stdout.split("missing wheel")[1].splitlines()[0]
+    assert json.loads((out / "job.json").read_text())["failed"]["stage"] == "wheels"
+    assert not list(out.glob("weights*"))
+
+
+def test_no_gpu_fails_the_preflight_with_a_diagnostic(carry, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_job("device", env={**DRY, "DEVICE": "cuda", "REQUIRE_WHEELS": "0", "OUT": str(out), "CARRY": str(carry)})
+    assert r.returncode == 3
+    block = r.stdout[r.stdout.index("===="):]
+    assert "FAILED at stage 'device'" in block and "no CUDA GPU" in block and "torch" in block
+    assert "Traceback" not in r.stdout
+
+
+def test_outside_a_device_machine_the_job_refuses_to_start(tmp_path):
+    e = {k: v for k, v in os.environ.items() if k != "OUT"}
+    r = subprocess.run(["bash", str(ROOT / "scripts/device_train.sh")], env=e, capture_output=True, text=True)
+    assert r.returncode != 0 and "OUT is unset" in r.stderr
+
+
+# ----------------------------------------------------------------------------- what the throughput rests on
+def test_crop_sampler_cuts_real_crops_of_scaled_copies():
+    torch.manual_seed(0)
+    photos = [torch.from_numpy(smooth_image(h, w, seed=i)).permute(2, 0, 1).contiguous()
+              for i, (h, w) in enumerate([(300, 200), (70, 90), (40, 50)])]
+    s = CropSampler(photos, 64, torch.device("cpu"))
+    # 200 short side: copies at 1, .84, .71, .59 (.5 would be 100 ≥ 64 too); 70: only 1×; 40: one upscaled copy
+    assert s.copies == 5 + 1 + 1
+    x = s.sample(64)
+    assert x.shape == (64, 3, 64, 64) and x.dtype == torch.float32
+    assert x.is_contiguous(memory_format=torch.channels_last) and 0 <= x.min() and x.max() <= 1
+    # every crop is a window (maybe mirrored) of one of the copies
+    copies = [s.pixels[b:b + h * w].reshape(h, w, 3) for b, h, w in zip(s.base.tolist(), s.height.tolist(),
+                                                                          s.width.tolist())]
+    assert copies[0].shape[:2] == (300, 200) and tuple(copies[-1].shape[:2]) == (64, 80)
+    for crop in (x[:8] * 255).round().to(torch.uint8).permute(0, 2, 3, 1):
+        assert any(_found(crop, c) or _found(crop.flip(1), c) for c in copies)
+    assert len({round(v, 3) for v in x.mean((1, 2, 3)).tolist()}) > 32  # random, not one crop repeated
+
+
+def _found(crop: torch.Tensor, copy: torch.Tensor) -> bool:
+    h, w = crop.shape[:2]
+    ys, xs = np.nonzero((copy[: copy.shape[0] - h + 1, : copy.shape[1] - w + 1] == crop[0, 0]).all(-1).numpy())
+    return any(torch.equal(copy[y:y + h, x_:x_ + w], crop) for y, x_ in zip(ys, xs))
+
+
+def test_entropy_bottleneck_matches_compressai():
+    torch.manual_seed(0)
+    ours, theirs = EntropyBottleneck(8), _cai.entropy_models.EntropyBottleneck(8)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 8, 5, 7) * 3
+    for training in (False, True):
+        torch.manual_seed(1)
+        a = ours(x, training=training)
+        torch.manual_seed(1)
+        b = theirs(x, training=training)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
