@@ -16,7 +16,7 @@ every stage, so whatever was done comes back even if the call is killed.
 
 Settings (environment): DEADLINE (560) DEVICE (cuda; cpu = the dry run the tests use) BATCH (auto,
 or a number) CROP (256) LR (1e-4) ANNEAL (1: the LR decays to its floor by the end of the chunk)
-COMPILE (0) REQUIRE_WHEELS (1 on cuda) PORTABILITY_IMAGES (24) SPEED_MP (12) CARRY (.carry).
+COMPILE (auto: on CUDA, on where the preflight's probe shows it pays; 0; 1; probe: auto on any device) REQUIRE_WHEELS (1 on cuda) PORTABILITY_IMAGES (24) SPEED_MP (12) CARRY (.carry).
 """
 
 from __future__ import annotations
@@ -82,9 +82,16 @@ def shrink(im, crop: int):
 
 
 def jpeg(im, quality: int) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality, subsampling=0, optimize=True)  # 4:4:4: chroma kept
-    return buf.getvalue()
+    """JPEG 4:4:4 (chroma kept), Huffman-optimised where Pillow can: its optimising writer fails
+    ("Suspension not allowed here") on a few small busy photos whose file outgrows w·h bytes."""
+    for optimize in (True, False):
+        buf = io.BytesIO()
+        try:
+            im.save(buf, "JPEG", quality=quality, subsampling=0, optimize=optimize)
+            return buf.getvalue()
+        except OSError:
+            if not optimize:
+                raise
 
 
 def pack(a) -> int:
@@ -275,6 +282,34 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
     job.done("data", init=str(init), init_weights=ckpt["weights_hash"], init_step=ckpt.get("training", {}).get("steps"),
              photos=len(photos), kodak=len(kodak), load_s=round(load_s, 1))
 
+    job.begin("codec")  # one Kodak image encoded on the device and decoded on the CPU (exact path), and back
+    from benchmarks import portability
+
+    weights, times = str(init), {}
+
+    def timed(key, fn):
+        t = time.perf_counter()
+        out = fn()
+        sync(device)
+        times[key] = time.perf_counter() - t
+        return out
+
+    rgb = np.asarray(Image.open(kodak[0]).convert("RGB"))
+    aecodec.decode(aecodec.encode(rgb, 50.0, model=weights, device=device.type), model=weights, device=device.type)
+    data = timed("encode", lambda: aecodec.encode(rgb, 50.0, model=weights, device=device.type))
+    timed("decode", lambda: aecodec.decode(data, model=weights, device=device.type))
+    both = {d: timed(d, lambda: portability.check(kodak[:1], e, c, (50.0,), model=weights, log=lambda s: None))
+            for d, e, c in (("out", device.type, "cpu"), ("back", "cpu", device.type))}
+    for d, r in both.items():
+        row = r["images"][0]
+        if not row["ok"]:
+            raise JobFailed("codec", f"{r['encode_device']} → {r['decode_device']}: latents "
+                            f"{'identical' if row['latents_identical'] else 'DIFFER'}, max pixel diff "
+                            f"{row['max_pixel_diff']} (the exact path does not hold on this machine)")
+        if row["psnr"] < 20:
+            raise JobFailed("codec", f"decoded image is garbage (PSNR {row['psnr']:.1f} dB)")
+    job.done("codec", image=kodak[0].name, bytes=len(data), psnr=both["out"]["images"][0]["psnr"],
+             seconds={k: round(v, 3) for k, v in times.items()})
     job.begin("train-step")  # bf16 on the device, through the training loop's own step
     model.to(device).train().to(memory_format=torch.channels_last)
     set_bf16(model, env("AMP", "bf16") == "bf16")
@@ -312,45 +347,50 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
         raise JobFailed("train-step", f"batch {candidates[0]} does not fit in the device's memory")
     best = max(b / s for b, s in timing.items())
     batch = min(b for b, s in timing.items() if b / s >= 0.85 * best)  # more updates when crops/s are alike
-    del sampler, opt, aux_opt
     job.done("train-step", seconds=round(time.time() - t, 1), crop=crop,
              ms_per_step={b: round(s * 1000, 1) for b, s in timing.items()},
              crops_per_s={b: round(b / s) for b, s in timing.items()}, batch=batch)
-
-    job.begin("codec")  # one Kodak image encoded on the device and decoded on the CPU (exact path), and back
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    from benchmarks import portability
-
-    weights, times = str(init), {}
-
-    def timed(key, fn):
-        t = time.perf_counter()
-        out = fn()
-        sync(device)
-        times[key] = time.perf_counter() - t
-        return out
-
-    rgb = np.asarray(Image.open(kodak[0]).convert("RGB"))
-    aecodec.decode(aecodec.encode(rgb, 50.0, model=weights, device=device.type), model=weights, device=device.type)
-    data = timed("encode", lambda: aecodec.encode(rgb, 50.0, model=weights, device=device.type))
-    timed("decode", lambda: aecodec.decode(data, model=weights, device=device.type))
-    both = {d: timed(d, lambda: portability.check(kodak[:1], e, c, (50.0,), model=weights, log=lambda s: None))
-            for d, e, c in (("out", device.type, "cpu"), ("back", "cpu", device.type))}
-    for d, r in both.items():
-        row = r["images"][0]
-        if not row["ok"]:
-            raise JobFailed("codec", f"{r['encode_device']} → {r['decode_device']}: latents "
-                            f"{'identical' if row['latents_identical'] else 'DIFFER'}, max pixel diff "
-                            f"{row['max_pixel_diff']} (the exact path does not hold on this machine)")
-        if row["psnr"] < 20:
-            raise JobFailed("codec", f"decoded image is garbage (PSNR {row['psnr']:.1f} dB)")
-    job.done("codec", image=kodak[0].name, bytes=len(data), psnr=both["out"]["images"][0]["psnr"],
-             seconds={k: round(v, 3) for k, v in times.items()})
+    job.report["preflight_s"] = round(job.now(), 1)  # every stage has been proven by now
     if job.now() > PREFLIGHT_S:
         print(f"warning: the preflight took {job.now():.0f} s (> {PREFLIGHT_S} s)", flush=True)
-    return {"batch": batch, "step_s": timing[batch], "load_s": load_s, "codec_s": times, "init": init,
+
+    # torch.compile, only where it pays for its compile time within this job: measured, not assumed.
+    use_compile, mode = False, env("COMPILE", "auto")
+    if mode == "1":
+        use_compile = True
+    elif mode == "auto" and device.type == "cuda" or mode == "probe":  # probe: on any device
+        job.begin("compile-probe")
+        try:
+            fwd = torch.compile(model)
+            t = time.perf_counter()
+            x = sampler.sample(batch).contiguous(memory_format=torch.channels_last)
+            optimise(model, opt, aux_opt, x, torch.randint(0, model.config.num_levels, (batch,), device=device),
+                     forward=fwd)
+            sync(device)
+            first = time.perf_counter() - t
+            t = time.perf_counter()
+            for _ in range(8):
+                x = sampler.sample(batch).contiguous(memory_format=torch.channels_last)
+                optimise(model, opt, aux_opt, x, torch.randint(0, model.config.num_levels, (batch,), device=device),
+                         forward=fwd)
+            sync(device)
+            compiled = (time.perf_counter() - t) / 8
+            left = job.left() - 120  # roughly what training will have
+            # training compiles again (from the cache this probe filled): count the whole cost once more
+            use_compile = (left - first) / compiled > 1.05 * left / timing[batch]
+            job.done("compile-probe", compile_s=round(first, 1), ms_per_step=round(compiled * 1000, 1),
+                     eager_ms_per_step=round(timing[batch] * 1000, 1), use=use_compile)
+            if use_compile:
+                timing[batch] = compiled
+        except Exception as exc:  # compile is an optimisation: its failure costs only its time
+            job.done("compile-probe", failed=f"{exc.__class__.__name__}: {str(exc)[:300]}", use=False)
+        print(f"  torch.compile: {'on' if use_compile else 'off'} ({job.report['stages']['compile-probe']})",
+              flush=True)
+    del model, sampler, opt, aux_opt
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    return {"compile": use_compile, "batch": batch, "step_s": timing[batch], "load_s": load_s, "codec_s": times, "init": init,
             "ckpt": ckpt, "crop": crop, "device": device, "kodak": kodak, "codec_mp": rgb.shape[0] * rgb.shape[1] / 1e6}
 
 
@@ -401,7 +441,7 @@ def run_training(job: Job, pf: dict, p: dict, carry: Path) -> Path:
     steps = start_step + max(p["expected_steps"], 1) if anneal else int(env("STEPS", "200000"))
     o = TrainOptions(data=[carry / "train"], out=Path("/tmp/aec-job/chunk.pt"), init_from=pf["init"],
                      steps=steps, warmup=start_step if anneal else 500, lr=lr, batch_size=pf["batch"],
-                     crop=pf["crop"], amp=env("AMP", "bf16"), channels_last=True, compile=env("COMPILE", "0") == "1",
+                     crop=pf["crop"], amp=env("AMP", "bf16"), channels_last=True, compile=pf["compile"],
                      device=pf["device"].type, stop_at=p["stop_at"], save_every_minutes=1e9,
                      log_every=int(env("LOG_EVERY", "200")), progress=False)
     o.out.parent.mkdir(parents=True, exist_ok=True)
@@ -488,7 +528,6 @@ def device_main() -> int:
         job.begin("wheels")
         install_wheels(job, carry, env("REQUIRE_WHEELS", "1" if device_name == "cuda" else "0") == "1")
         pf = preflight(job, carry, device_name)
-        job.report["preflight_s"] = round(job.now(), 1)
         p = plan(job, pf)
         chunk = run_training(job, pf, p, carry)
         weights = export_and_write(job, chunk)

@@ -76,7 +76,7 @@ def test_pack_lowers_the_quality_to_fit_and_refuses_what_cannot_fit(carry, tmp_p
     assert r.returncode == 0, r.stderr
     m2 = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert m2["photos"] == 4 and m2["train_jpeg_quality"] < m["train_jpeg_quality"]
-    assert m2["total_mib"] <= tight - m["margin_mib"]
+    assert m2["total_mib"] <= tight - m["margin_mib"] + 0.01  # (the manifest rounds to 0.01 MiB)
     r = run_job(args + ["--limit-mib", f"{m['mib']['tree'] + 0.5:.4f}"])
     assert r.returncode == 2 and "MiB" in r.stderr and "Traceback" not in r.stderr
 
@@ -93,7 +93,7 @@ def test_dry_run_produces_what_a_gpu_job_brings_back(carry, tmp_path):
                      "weights.sha256"]
     assert len(names) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())
     job = json.loads((out / "job.json").read_text())
-    assert list(job["stages"]) == ["wheels", "import", "device", "data", "train-step", "codec", "train", "export",
+    assert list(job["stages"]) == ["wheels", "import", "device", "data", "codec", "train-step", "train", "export",
                                    "portability", "speed"]
     assert job["preflight_s"] < 90 and job["finished_s"] < 75
     assert job["stages"]["train"]["to_step"] > job["stages"]["train"]["from_step"]
