@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -184,6 +185,7 @@ class Job:
         self.report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.t0)),
                              "deadline_s": round(self.deadline - self.t0, 1), "stages": {}}
         self.stage = "start"
+        self.chunk = Path(tempfile.mkdtemp(prefix="aec-job-")) / "chunk.pt"  # resumable, saved every 1.5 min
 
     def now(self) -> float:
         return time.time() - self.t0
@@ -439,12 +441,11 @@ def run_training(job: Job, pf: dict, p: dict, carry: Path) -> Path:
     # ANNEAL: one whole cosine inside this chunk (warm-up = the steps already done), so the LR
     # reaches its floor as the chunk ends and the weights can ship as they are.
     steps = start_step + max(p["expected_steps"], 1) if anneal else int(env("STEPS", "200000"))
-    o = TrainOptions(data=[carry / "train"], out=Path("/tmp/aec-job/chunk.pt"), init_from=pf["init"],
+    o = TrainOptions(data=[carry / "train"], out=job.chunk, init_from=pf["init"],
                      steps=steps, warmup=start_step if anneal else 500, lr=lr, batch_size=pf["batch"],
                      crop=pf["crop"], amp=env("AMP", "bf16"), channels_last=True, compile=pf["compile"],
-                     device=pf["device"].type, stop_at=p["stop_at"], save_every_minutes=1e9,
+                     device=pf["device"].type, stop_at=p["stop_at"], save_every_minutes=1.5,
                      log_every=int(env("LOG_EVERY", "200")), progress=False)
-    o.out.parent.mkdir(parents=True, exist_ok=True)
     train(o, log=lambda s: print(s, flush=True))
     import torch
     rec = torch.load(o.out, map_location="cpu", weights_only=True)["training"]["chunks"][-1]
@@ -529,7 +530,14 @@ def device_main() -> int:
         install_wheels(job, carry, env("REQUIRE_WHEELS", "1" if device_name == "cuda" else "0") == "1")
         pf = preflight(job, carry, device_name)
         p = plan(job, pf)
-        chunk = run_training(job, pf, p, carry)
+        try:
+            chunk, broke = run_training(job, pf, p, carry), None
+        except Exception as exc:  # keep what the last periodic save holds, then say what broke
+            chunk, broke = job.chunk, exc
+            if not chunk.is_file():
+                raise
+            fail(job, exc)
+            print(f"exporting the last save of the chunk ({job.chunk})", flush=True)
         weights = export_and_write(job, chunk)
     except BaseException as exc:  # the diagnostic block, then a non-zero exit at once
         return fail(job, exc)
@@ -541,6 +549,8 @@ def device_main() -> int:
         traceback.print_exc(limit=4)
     job.report["finished_s"] = round(job.now(), 1)
     job.save()
+    if broke is not None:
+        return 3
     print(f"[{job.now():6.1f} s] done; files in $OUT: {', '.join(sorted(f.name for f in out.iterdir()))}", flush=True)
     return 0
 
