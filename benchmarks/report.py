@@ -116,6 +116,10 @@ def weights_record(r: dict, weights: Path) -> dict:
                      "batch_size": training.get("batch_size"), "crop": training.get("crop"),
                      "peak_lr": training.get("lr"), "steps": training.get("steps"),
                      "device_minutes": round(sum(c.get("minutes", 0) for c in chunks), 1),
+                     "cpu_minutes": round(sum(c.get("minutes", 0) for c in chunks
+                                              if not str(c.get("device", "cpu")).startswith("cuda")), 1),
+                     "gpu_minutes": round(sum(c.get("minutes", 0) for c in chunks
+                                              if str(c.get("device", "cpu")).startswith("cuda")), 1),
                      "devices": sorted({c.get("device_name", c.get("device")) for c in chunks}),
                      "chunks": chunks},
         "kodak": {"date": r["machine"]["date"][:10], "images": len(r["dataset"]["images"]),
