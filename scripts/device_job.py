@@ -322,15 +322,15 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
     sampler = CropSampler(images[:64], crop, device)
     opt, aux_opt = optimisers(model, 1e-9)  # a real step that moves nothing measurable
 
-    def steps(batch: int, n: int) -> float:
-        """Seconds per step at ``batch`` (after one warm-up step)."""
+    def steps(batch: int, n: int, forward=None) -> float:
+        """Seconds per step at ``batch`` (the first step, which may compile or tune, not counted)."""
         for i in range(n + 1):
             if i == 1:
                 sync(device)
                 t = time.perf_counter()
             x = sampler.sample(batch).contiguous(memory_format=torch.channels_last)
             level = torch.randint(0, model.config.num_levels, (batch,), device=device)
-            r, _ = optimise(model, opt, aux_opt, x, level)
+            r, _ = optimise(model, opt, aux_opt, x, level, forward=forward)
         sync(device)
         if not torch.isfinite(r["loss"]):
             raise JobFailed("train-step", f"loss is {r['loss'].item()} at batch {batch}")
@@ -363,20 +363,9 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
     elif mode == "auto" and device.type == "cuda" or mode == "probe":  # probe: on any device
         job.begin("compile-probe")
         try:
-            fwd = torch.compile(model)
             t = time.perf_counter()
-            x = sampler.sample(batch).contiguous(memory_format=torch.channels_last)
-            optimise(model, opt, aux_opt, x, torch.randint(0, model.config.num_levels, (batch,), device=device),
-                     forward=fwd)
-            sync(device)
-            first = time.perf_counter() - t
-            t = time.perf_counter()
-            for _ in range(8):
-                x = sampler.sample(batch).contiguous(memory_format=torch.channels_last)
-                optimise(model, opt, aux_opt, x, torch.randint(0, model.config.num_levels, (batch,), device=device),
-                         forward=fwd)
-            sync(device)
-            compiled = (time.perf_counter() - t) / 8
+            compiled = steps(batch, 8, forward=torch.compile(model))
+            first = time.perf_counter() - t - 8 * compiled  # the compile (and its first step)
             left = job.left() - 120  # roughly what training will have
             # training compiles again (from the cache this probe filled): count the whole cost once more
             use_compile = (left - first) / compiled > 1.05 * left / timing[batch]
