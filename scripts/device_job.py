@@ -607,7 +607,7 @@ def land(a) -> int:
     keep = shipped.with_name(shipped.name + ".keep")
     shutil.copy(shipped, keep)
     results = ROOT / "benchmarks/results/kodak"
-    tmp = Path("/tmp/aec-land")
+    tmp = Path(tempfile.mkdtemp(prefix="aec-land-"))
     try:
         digest = save_checkpoint(shipped, model, model_id=c["model_id"], training=c.get("training"), storage="mixed")
         r = subprocess.run([sys.executable, "-m", "benchmarks.rd", "--dataset", a.kodak, "--out", str(tmp),
@@ -615,18 +615,24 @@ def land(a) -> int:
         if r.returncode:
             raise SystemExit(f"land: the benchmark failed (exit {r.returncode}); shipped weights unchanged")
         rows = json.loads((tmp / "results.json").read_text())["bd_rate"]["pchip"]
-        after = next(x["psnr"] for x in rows if x["test"] == "aecodec" and x["anchor"] == "jpeg-420")
-        print(f"BD-rate vs JPEG 4:2:0 (PSNR, PCHIP): shipped {before:+.1f} %, candidate {digest} {after:+.1f} %")
+        bd = {x["anchor"]: x["psnr"] for x in rows if x["test"] == "aecodec" and x["psnr"] is not None}
+        after = bd["jpeg-420"]
+        print("BD-rate (PSNR, PCHIP) of the candidate vs " + ", ".join(f"{k} {v:+.1f} %" for k, v in bd.items()))
+        print(f"vs JPEG 4:2:0: shipped {record['weights_hash']} {before:+.1f} %, candidate {digest} {after:+.1f} %")
         if not after <= before - a.min_gain:
             raise SystemExit(f"land: not better by {a.min_gain} points; shipped weights unchanged")
     except BaseException:
         shutil.move(keep, shipped)
         raise
+    if a.check:
+        shutil.move(keep, shipped)
+        print(f"land --check: these weights would land (results in {tmp}); shipped weights unchanged")
+        return 0
     keep.unlink()
     shutil.rmtree(results, ignore_errors=True)
     shutil.copytree(tmp, results)
-    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str(results / "results.json"),
-                    "--readme", "README.md", "--weights", str(shipped)], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str((results / "results.json").relative_to(ROOT)),
+                    "--readme", "README.md", "--weights", str(shipped.relative_to(ROOT))], cwd=ROOT, check=True)
     print(f"shipped {c['model_id']}@{digest}: BD-rate vs JPEG {before:+.1f} % → {after:+.1f} %")
     return 0
 
@@ -652,6 +658,7 @@ def main(argv=None) -> int:
     p.add_argument("weights")
     p.add_argument("--kodak", default=str(ROOT.parent / "shared/datasets/kodak"))
     p.add_argument("--min-gain", type=float, default=2.0, help="BD-rate points vs JPEG the weights must win by")
+    p.add_argument("--check", action="store_true", help="benchmark and compare only; ship nothing")
     a = ap.parse_args(argv)
     return {"pack": pack, "device": lambda _: device_main(), "join": join, "land": land}[a.cmd](a)
 
