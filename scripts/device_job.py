@@ -22,6 +22,7 @@ COMPILE (auto: on CUDA, on where the preflight's probe shows it pays; 0; 1; prob
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import io
 import json
@@ -85,14 +86,28 @@ def shrink(im, crop: int):
 def jpeg(im, quality: int) -> bytes:
     """JPEG 4:4:4 (chroma kept), Huffman-optimised where Pillow can: its optimising writer fails
     ("Suspension not allowed here") on a few small busy photos whose file outgrows w·h bytes."""
-    for optimize in (True, False):
+    buf = io.BytesIO()
+    try:
+        with libjpeg_quiet():
+            im.save(buf, "JPEG", quality=quality, subsampling=0, optimize=True)
+    except OSError:
         buf = io.BytesIO()
-        try:
-            im.save(buf, "JPEG", quality=quality, subsampling=0, optimize=optimize)
-            return buf.getvalue()
-        except OSError:
-            if not optimize:
-                raise
+        im.save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def libjpeg_quiet():
+    """libjpeg prints its warnings to the process's stderr (file descriptor 2): hold them back."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def pack(a) -> int:
