@@ -535,7 +535,16 @@ def device_main() -> int:
         pf = preflight(job, carry, device_name)
         p = plan(job, pf)
         try:
-            chunk, broke = run_training(job, pf, p, carry), None
+            try:
+                chunk, broke = run_training(job, pf, p, carry), None
+            except Exception as exc:
+                if not pf["compile"] or job.chunk.is_file() or job.left() < 120:
+                    raise
+                print(f"training under torch.compile broke ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                      "training again without it", flush=True)
+                job.report["compile_broke"] = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+                pf["compile"] = False
+                chunk, broke = run_training(job, pf, p, carry), None
         except Exception as exc:  # keep what the last periodic save holds, then say what broke
             chunk, broke = job.chunk, exc
             if not chunk.is_file():
