@@ -342,6 +342,8 @@ def train(
 ) -> None:
     """Train (or continue training) a variable-rate model on folders of photos.
 
+    Ctrl-C (or SIGTERM) stops after the current step and saves the checkpoint; --resume continues it.
+
     Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m aecodec train …
     """
     from .models.checkpoint import CheckpointError

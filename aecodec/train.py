@@ -10,7 +10,8 @@ entropy bottleneck's quantiles get their own auxiliary loss and optimiser, as in
 Runs are resumable in chunks (``--max-minutes``; ``--resume``): the checkpoint holds the config,
 fp32 weights, both optimisers, the step and the RNG state. The learning-rate schedule (linear
 warm-up, cosine decay) is a function of the global step, so chunked runs follow the same curve
-as one long run. ``--init-from WEIGHTS`` continues from weights alone (an exported file, 4× smaller
+as one long run; Ctrl-C or SIGTERM ends a chunk after the current step and saves it (the signal
+numbers are logged; a second one while saving interrupts). ``--init-from WEIGHTS`` continues from weights alone (an exported file, 4× smaller
 than a resumable checkpoint): the global step comes from the file's training record, the
 optimisers start fresh and the learning rate ramps up again over ``--init-warmup`` steps.
 
@@ -34,13 +35,16 @@ bytes of the .aec file, PSNR on 8-bit pixels — and keeps the latest result in 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import inspect
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import types
 from contextlib import nullcontext
@@ -534,41 +538,45 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
 
     def out_of_time() -> bool:
         late = o.max_minutes is not None and time.monotonic() - start > 60 * o.max_minutes
-        return _rank0_says(d, late or (o.stop_at is not None and time.time() >= o.stop_at))
+        return _rank0_says(d, late or stopped["signal"] is not None
+                           or (o.stop_at is not None and time.time() >= o.stop_at))
 
-    while step < o.steps and not out_of_time():
-        for g in opt.param_groups:
-            g["lr"] = lr(step)
-        x = sampler.sample(o.batch_size).to(device, non_blocking=True)  # (B, 3, crop, crop)
-        x = x.contiguous(memory_format=torch.channels_last if o.channels_last else torch.contiguous_format)
-        level = torch.randint(0, L, (o.batch_size,), device=device)
-        r, aux = optimise(model, opt, aux_opt, x, level, distortion=o.distortion, clip=o.clip,
-                          forward=forward, world=d.world)
-        step += 1
+    with _stop_on_signals() as stopped:
+        while step < o.steps and not out_of_time():
+            for g in opt.param_groups:
+                g["lr"] = lr(step)
+            x = sampler.sample(o.batch_size).to(device, non_blocking=True)  # (B, 3, crop, crop)
+            x = x.contiguous(memory_format=torch.channels_last if o.channels_last else torch.contiguous_format)
+            level = torch.randint(0, L, (o.batch_size,), device=device)
+            r, aux = optimise(model, opt, aux_opt, x, level, distortion=o.distortion, clip=o.clip,
+                              forward=forward, world=d.world)
+            step += 1
 
-        # Running means stay on the device (float64, the same arithmetic as Python floats): no
-        # GPU sync except when a line or the bar shows them.
-        vals = torch.stack([r["loss"].detach(), r["bpp"], r["psnr"]]).double()
-        ema = vals if ema is None else 0.98 * ema + 0.02 * vals
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
+            # Running means stay on the device (float64, the same arithmetic as Python floats): no
+            # GPU sync except when a line or the bar shows them.
+            vals = torch.stack([r["loss"].detach(), r["bpp"], r["psnr"]]).double()
+            ema = vals if ema is None else 0.98 * ema + 0.02 * vals
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0:
+                    e = ema.tolist()
+                    bar.set_postfix_str(f"loss {e[0]:.3f} bpp {e[1]:.3f} psnr {e[2]:.2f}", refresh=False)
+            if step % o.log_every == 0:
                 e = ema.tolist()
-                bar.set_postfix_str(f"loss {e[0]:.3f} bpp {e[1]:.3f} psnr {e[2]:.2f}", refresh=False)
-        if step % o.log_every == 0:
-            e = ema.tolist()
-            rate = (step - chunk_start_step) / (time.monotonic() - start)
-            emit(f"step {step} loss {e[0]:.3f} bpp {e[1]:.3f} psnr {e[2]:.2f} "
-                 f"lr {lr(step):.2e} aux {aux.item():.1f} {rate:.2f} it/s "
-                 f"{rate * o.batch_size * d.world:.1f} crops/s")
-        if eval_images and o.eval_every and step % o.eval_every == 0:
-            run_eval()
-        if d.main and time.monotonic() - last_save > 60 * o.save_every_minutes:
-            save(o.out)
-            last_save = time.monotonic()
+                rate = (step - chunk_start_step) / (time.monotonic() - start)
+                emit(f"step {step} loss {e[0]:.3f} bpp {e[1]:.3f} psnr {e[2]:.2f} "
+                     f"lr {lr(step):.2e} aux {aux.item():.1f} {rate:.2f} it/s "
+                     f"{rate * o.batch_size * d.world:.1f} crops/s")
+            if eval_images and o.eval_every and step % o.eval_every == 0:
+                run_eval()
+            if d.main and time.monotonic() - last_save > 60 * o.save_every_minutes:
+                save(o.out)
+                last_save = time.monotonic()
     if bar is not None:
         bar.close()
-    if eval_images and record.get("eval", {}).get("step") != step:
+    if stopped["signal"] is not None:
+        log(f"stopped by signal {stopped['signal']} at step {step}")
+    elif eval_images and record.get("eval", {}).get("step") != step:
         run_eval()
     if d.world > 1:
         _check_ranks_agree(model, d, log)
@@ -580,6 +588,27 @@ def _train(o: TrainOptions, d: _Dist, device: torch.device, log) -> Path:
 
         dist.barrier(group=d.group)
     return o.out
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT (Ctrl-C) and SIGTERM end the chunk after the current step, which is then saved
+    (yields ``{"signal": None | number}``). Only the main thread can take signals; elsewhere this
+    changes nothing."""
+    stopped = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def on_signal(signum, _frame):
+        stopped["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopped
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _check_ranks_agree(model: MeanScaleHyperprior, d: _Dist, log) -> None:

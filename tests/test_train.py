@@ -290,3 +290,28 @@ def test_init_from_weights_continues_the_step_with_a_fresh_optimiser(data_dir, t
     assert [c["to_step"] for c in chunks] == [2, 6] and chunks[-1]["init_from"] == str(weights)
     with pytest.raises(TrainError, match="exclude each other"):
         train(opts(data_dir, run, resume=run, init_from=weights), log=lambda *_: None)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_chunk_with_a_save(data_dir, tmp_path, sig):
+    import signal
+    import time
+
+    ckpt = tmp_path / "run.pt"
+    p = subprocess.Popen([sys.executable, "-m", "aecodec", "train", str(data_dir), "-o", str(ckpt), "--steps", "100000",
+                          "--crop", "64", "--batch-size", "2", "--device", "cpu", "--log-every", "1", "--threads", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in p.stdout:  # wait until it is training
+        lines.append(line)
+        if line.startswith("step 2 "):
+            break
+    p.send_signal(getattr(signal, sig))
+    t = time.monotonic()
+    rest = p.communicate(timeout=60)[0]
+    assert p.returncode == 0 and time.monotonic() - t < 30, "".join(lines) + rest
+    m = re.search(r"stopped by signal (\d+) at step (\d+)", rest)
+    assert m and int(m.group(1)) == getattr(signal, sig)
+    _, state = load_checkpoint(ckpt)
+    assert state["step"] == int(m.group(2)) >= 2
+    assert "Traceback" not in rest
