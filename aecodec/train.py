@@ -10,10 +10,10 @@ entropy bottleneck's quantiles get their own auxiliary loss and optimiser, as in
 Runs are resumable in chunks (``--max-minutes``; ``--resume``): the checkpoint holds the config,
 fp32 weights, both optimisers, the step and the RNG state. The learning-rate schedule (linear
 warm-up, cosine decay) is a function of the global step, so chunked runs follow the same curve
-as one long run; Ctrl-C or SIGTERM ends a chunk after the current step and saves it (the signal
-numbers are logged; a second one while saving interrupts). ``--init-from WEIGHTS`` continues from weights alone (an exported file, 4× smaller
-than a resumable checkpoint): the global step comes from the file's training record, the
-optimisers start fresh and the learning rate ramps up again over ``--init-warmup`` steps.
+as one long run; Ctrl-C or SIGTERM ends a chunk after the current step and saves it (a second
+one while saving interrupts). ``--init-from WEIGHTS`` continues from weights alone (an exported
+file, 4× smaller than a resumable checkpoint): the global step comes from the file's training
+record, the optimisers start fresh and the learning rate ramps up again over ``--init-warmup`` steps.
 
 Speed (GPU): ``--amp bf16`` runs g_a, h_a and g_s — all layers but the one that makes the latent
 or the image — under bf16 autocast; the entropy models, the rate and the fixed-point h_s stay

@@ -15,8 +15,11 @@ weights are written to ``$OUT`` before anything optional runs, and ``job.json`` 
 every stage, so whatever was done comes back even if the call is killed.
 
 Settings (environment): DEADLINE (560) DEVICE (cuda; cpu = the dry run the tests use) BATCH (auto,
-or a number) CROP (256) LR (1e-4) ANNEAL (1: the LR decays to its floor by the end of the chunk)
-COMPILE (auto: on CUDA, on where the preflight's probe shows it pays; 0; 1; probe: auto on any device) REQUIRE_WHEELS (1 on cuda) PORTABILITY_IMAGES (24) SPEED_MP (12) CARRY (.carry).
+or a number) BATCHES (16,32,64: what auto tries) CROP (256) LR (1e-4) ANNEAL (1: the LR decays to its
+floor by the end of the chunk; 0: the global schedule of STEPS) COMPILE (auto: on CUDA, on where the
+preflight's probe shows it pays; 0; 1; probe: auto on any device) AMP (bf16) REQUIRE_WHEELS (1 on
+cuda) PORTABILITY_IMAGES (24) SPEED_MP (12) LOG_EVERY (200) CARRY (.carry). scripts/README.md has the
+stages, the budget and the landing.
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ import contextlib
 import glob
 import io
 import json
-import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import time
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -392,12 +394,13 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
             job.done("compile-probe", failed=f"{exc.__class__.__name__}: {str(exc)[:300]}", use=False)
         print(f"  torch.compile: {'on' if use_compile else 'off'} ({job.report['stages']['compile-probe']})",
               flush=True)
-    del model, sampler, opt, aux_opt
+    model = sampler = opt = aux_opt = None  # (the closure above holds them: free the GPU memory)
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    return {"compile": use_compile, "batch": batch, "step_s": timing[batch], "load_s": load_s, "codec_s": times, "init": init,
-            "ckpt": ckpt, "crop": crop, "device": device, "kodak": kodak, "codec_mp": rgb.shape[0] * rgb.shape[1] / 1e6}
+    return {"compile": use_compile, "batch": batch, "step_s": timing[batch], "load_s": load_s, "codec_s": times,
+            "init": init, "ckpt": ckpt, "crop": crop, "device": device, "kodak": kodak,
+            "codec_mp": rgb.shape[0] * rgb.shape[1] / 1e6}
 
 
 def sync(device) -> None:
@@ -655,8 +658,9 @@ def land(a) -> int:
     keep.unlink()
     shutil.rmtree(results, ignore_errors=True)
     shutil.copytree(tmp, results)
-    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str((results / "results.json").relative_to(ROOT)),
-                    "--readme", "README.md", "--weights", str(shipped.relative_to(ROOT))], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results",
+                    str((results / "results.json").relative_to(ROOT)), "--readme", "README.md",
+                    "--weights", str(shipped.relative_to(ROOT))], cwd=ROOT, check=True)
     print(f"shipped {c['model_id']}@{digest}: BD-rate vs JPEG {before:+.1f} % → {after:+.1f} %")
     return 0
 
