@@ -624,19 +624,20 @@ def join(a) -> int:
 def land(a) -> int:
     """Benchmark WEIGHTS on all of Kodak (with every codec, as the README shows them) and ship them
     only if their BD-rate against JPEG 4:2:0 beats the shipped weights' by at least --min-gain points."""
-    from aecodec.models.checkpoint import load_checkpoint, save_checkpoint
+    from aecodec.models.checkpoint import load_checkpoint
     from aecodec.models.registry import DEFAULT_MODEL_ID, SHIPPED_DIR
+    from aecodec.train import export
 
     shipped = SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt"
     record = json.loads(shipped.with_suffix(".json").read_text())
     before = record["kodak"]["bd_rate_psnr"]["jpeg-420"]
-    model, c = load_checkpoint(a.weights)
+    _, c = load_checkpoint(a.weights)  # readable, hash verified
     keep = shipped.with_name(shipped.name + ".keep")
     shutil.copy(shipped, keep)
     results = ROOT / "benchmarks/results/kodak"
     tmp = Path(tempfile.mkdtemp(prefix="aec-land-"))
     try:
-        digest = save_checkpoint(shipped, model, model_id=c["model_id"], training=c.get("training"), storage="mixed")
+        digest = export(Path(a.weights), shipped, storage="mixed")  # CDF tables computed here, once
         r = subprocess.run([sys.executable, "-m", "benchmarks.rd", "--dataset", a.kodak, "--out", str(tmp),
                             "--no-progress"], cwd=ROOT)
         if r.returncode:
