@@ -499,12 +499,11 @@ def checks(job: Job, pf: dict, p: dict, weights: Path) -> None:
         print(f"  {enc} → {dec} (q {q:g}): latents identical {r['latents_identical']}/{r['checked']} of "
               f"{r['planned']}, max pixel diff {r['max_pixel_diff']}", flush=True)
         rows = r["images"]
-        res[f"{enc}->{dec}"] = {k: r[k] for k in ("quality", "planned", "checked", "latents_identical", "correct",
-                                                   "max_pixel_diff") if k in r}
-        res[f"{enc}->{dec}"]["quality"] = q
+        d = res[f"{enc}->{dec}"] = {"quality": q, **{k: r[k] for k in ("planned", "checked", "latents_identical",
+                                                                      "correct", "max_pixel_diff")}}
         if rows:  # the same files give the trained weights' rate and quality on (JPEG-carried) Kodak
-            res[f"{enc}->{dec}"]["mean_bpp"] = round(sum(x["bpp"] for x in rows) / len(rows), 4)
-            res[f"{enc}->{dec}"]["mean_psnr"] = round(sum(x["psnr"] for x in rows) / len(rows), 3)
+            d["mean_bpp"] = round(sum(x["bpp"] for x in rows) / len(rows), 4)
+            d["mean_psnr"] = round(sum(x["psnr"] for x in rows) / len(rows), 3)
         job.report["portability"] = res
         job.save()
     job.done("portability")
