@@ -16,7 +16,8 @@ __all__ = ["encode", "decode", "encode_file", "decode_file", "info", "CodecError
 
 _register_pillow_plugin()
 
-_API = {"encode", "decode", "encode_file", "decode_file", "info", "CodecError"}
+_API = {"encode", "decode", "info", "CodecError"}
+_FILES = {"encode_file", "decode_file"}
 
 
 def __getattr__(name):
@@ -24,6 +25,10 @@ def __getattr__(name):
         from .codec import api
 
         return getattr(api, name)
+    if name in _FILES:
+        from .codec import files
+
+        return getattr(files, name)
     if name == "FormatError":
         from .codec.format import FormatError
 

@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .models.registry import DEFAULT_MODEL_ID
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
@@ -152,7 +154,7 @@ def encode(
     Quality runs from 0 (smallest file) to 100 (best image); 75 is the default, like cwebp. Or
     give a size budget (--target-size / --target-bpp): the best quality that fits is found.
     """
-    from .codec import api
+    from .codec import api, files
 
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
         _err("give one of -q/--quality, --target-size and --target-bpp")
@@ -163,8 +165,10 @@ def encode(
         if size is None:
             _err(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
             raise typer.Exit(2)
-    if target_bpp is not None and not 0 < target_bpp < 1e6:
-        _err(f"--target-bpp must be a positive number, not {target_bpp:g}")
+    try:
+        api.check_target(size, target_bpp)  # before any input is read
+    except api.CodecError as exc:
+        _err(f"--target-bpp: {exc}")
         raise typer.Exit(2)
 
     def one(pair):
@@ -178,7 +182,7 @@ def encode(
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         else:
-            api.write_atomic(dst, data, overwrite=force)
+            files.write_atomic(dst, data, overwrite=force)
         if not quiet:
             i = api.info(data)
             typer.echo(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
@@ -196,11 +200,11 @@ def decode(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
 ) -> None:
     """Decode .aec files to images."""
-    from .codec import api
+    from .codec import api, files
 
     def one(pair):
         src, dst = pair
-        data = sys.stdin.buffer.read() if src == "-" else api.read_file(src)
+        data = sys.stdin.buffer.read() if src == "-" else files.read_file(src)
         img = api.decode(data, device=device)
         if dst == "-":
             import io
@@ -209,7 +213,7 @@ def decode(
             sys.stdout.buffer.write(buf.getvalue())
             sys.stdout.buffer.flush()
         else:
-            api.save_image(img, dst, overwrite=force)
+            files.save_image(img, dst, overwrite=force)
         if not quiet:
             typer.echo(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}", err=True)
 
@@ -223,9 +227,10 @@ def info(
 ) -> None:
     """Show the header of .aec files: model id, weights hash, size, quality, bpp."""
     from .codec import api
+    from .codec.files import read_file
 
     def one(src):
-        i = api.info(api.read_file(src))
+        i = api.info(read_file(src))
         if as_json:
             typer.echo(json.dumps({"file": src, **i}))
         else:
@@ -249,18 +254,20 @@ def inspect(
 ) -> None:
     """See where the bits go: a rate map (bits per pixel, from the coder's own tables) and an
     error map of one image, with bpp, PSNR and SSIM."""
-    from .codec import api
-    from .inspect import inspect as run, render_report
+    from .codec.errors import CodecError
+    from .codec.files import write_atomic
+    from .inspection import inspect as run
+    from .reports import render_report
 
     def one(src):
         targets = [output] + ([json_out] if json_out else [])
         for path in targets:  # before the work, not after it
             if Path(path).exists() and not force:
-                raise api.CodecError(f"{path}: already exists (use --force to overwrite)")
+                raise CodecError(f"{path}: already exists (use --force to overwrite)")
         r = run(src, quality, model=model, device=device)
-        api.write_atomic(output, render_report(r), overwrite=force)
+        write_atomic(output, render_report(r), overwrite=force)
         if json_out:
-            api.write_atomic(json_out, (json.dumps(r.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+            write_atomic(json_out, (json.dumps(r.to_dict(), indent=2) + "\n").encode(), overwrite=force)
         if not quiet:
             psnr = "" if r.psnr is None else f", PSNR {r.psnr:.2f} dB, SSIM {r.ssim or float('nan'):.4f}"
             typer.echo(f"{src} -> {', '.join(targets)}: {r.width}x{r.height}, q {r.quality:g}, "
@@ -285,22 +292,24 @@ def rank(
     A model trained on normal photos spends many bits where an image is unlike them, so the top
     of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
     """
-    from .codec import api
-    from .inspect import rank as run, render_contact_sheet
+    from .codec.errors import CodecError
+    from .codec.files import write_atomic
+    from .ranking import rank as run
+    from .reports import render_contact_sheet
 
     def one(src):
         out = Path(output)
         if out.exists() and not out.is_dir():
-            raise api.CodecError(f"{out}: not a directory")
+            raise CodecError(f"{out}: not a directory")
         targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
         for path in targets:
             if path.exists() and not force:
-                raise api.CodecError(f"{path}: already exists (use --force to overwrite)")
+                raise CodecError(f"{path}: already exists (use --force to overwrite)")
         ranking = run(src, quality, top=top, model=model, device=device)
         out.mkdir(parents=True, exist_ok=True)
-        api.write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
-        api.write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
-        api.write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
+        write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
+        write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+        write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
         if not quiet:
             for row in ranking.rows[:top]:
                 typer.echo(f"{row['rank']:4d}  {row['bpp']:.4f} bpp  {row['file']}", err=True)
@@ -336,7 +345,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar (the log lines stay).")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice). On a busy machine 1 can be several times faster than 2.")] = None,
     lambdas: Annotated[Optional[str], typer.Option(metavar="L1,L2,…", help="A new run's rate–distortion trade-offs, low rate to high, comma-separated (one value: a single-rate model). Default: 8 levels 0.0018 … 0.18.")] = None,
-    model_id: Annotated[str, typer.Option(help="A new run's model id (kebab-case); files name it. Continued runs keep theirs.")] = "mean-scale-vr-128",
+    model_id: Annotated[str, typer.Option(help="A new run's model id (kebab-case); files name it. Continued runs keep theirs.")] = DEFAULT_MODEL_ID,
     n_channels: Annotated[int, typer.Option("--N", hidden=True, help="Channels of g_a/g_s (new runs).")] = 128,
     m_channels: Annotated[int, typer.Option("--M", hidden=True, help="Latent channels (new runs).")] = 192,
 ) -> None:

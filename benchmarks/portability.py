@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 import aecodec
 from aecodec.codec.api import decode_latents
+from aecodec.codec.images import image_files, load_rgb
+from aecodec.metrics import psnr
 
 
 def _on(device: str, threads: int | None, fn):
@@ -50,7 +50,7 @@ def check(files: list[Path], encode_device: str, decode_device: str, qualities=(
         for f in files:
             if stop_at is not None and time.time() >= stop_at:
                 break
-            rgb = np.asarray(Image.open(f).convert("RGB"))
+            rgb = load_rgb(f)
             data = _on(encode_device, encode_threads, lambda d: aecodec.encode(rgb, q, device=d, model=model))
             y_enc = _on(encode_device, encode_threads, lambda d: decode_latents(data, device=d, model=model).cpu())
             y_dec = _on(decode_device, decode_threads, lambda d: decode_latents(data, device=d, model=model).cpu())
@@ -58,12 +58,11 @@ def check(files: list[Path], encode_device: str, decode_device: str, qualities=(
             p_dec = np.asarray(_on(decode_device, decode_threads, lambda d: aecodec.decode(data, device=d, model=model)))
             same = bool(torch.equal(y_enc, y_dec))
             diff = int(np.abs(p_enc.astype(int) - p_dec.astype(int)).max())
-            mse = float(((p_dec.astype(np.float64) - rgb) ** 2).mean())
             good = same and diff <= 1
             ok += good
             rows.append({"image": f.name, "quality": q, "bytes": len(data), "latents_identical": same,
                          "max_pixel_diff": diff, "ok": good, "bpp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
-                         "psnr": 10 * math.log10(255**2 / max(mse, 1e-10))})
+                         "psnr": psnr(rgb, p_dec)})
             log(f"{f.name} q{q:g}: latents {'identical' if same else 'DIFFER'}, max pixel diff {diff}")
     planned = len(files) * len(qualities)
     log(f"{encode_device} -> {decode_device}: {ok}/{len(rows)} decoded correctly "
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the per-image results here")
     a = ap.parse_args(argv)
 
-    files = sorted(p for p in a.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    files = image_files([a.dataset])
     res = check(files, a.encode_device, a.decode_device, a.quality, model=a.model,
                 encode_threads=a.encode_threads, decode_threads=a.decode_threads)
     if a.json:

@@ -23,16 +23,19 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from aecodec.codec.format import Layout
+from aecodec.codec.images import image_files, prepare_image, to_image
+from aecodec.metrics import MS_SSIM_MIN_SIDE, image_metrics, ms_ssim_db
+from benchmarks.bdrate import bd_rate
 from benchmarks.codecs import CLASSICAL, CODECS, CodecUnavailable, get_codec
-from benchmarks.metrics import bd_rate, image_metrics, ms_ssim_db
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 METRICS = (("psnr", "PSNR"), ("ssim", "SSIM"), ("ms_ssim_db", "MS-SSIM (dB)"))
 PUBLISHED_SOURCE = "CompressAI results/image/kodak (InterDigitalInc/CompressAI, commit 869a9f5)"
 SLOW_FIRST = ("aecodec", "heic", "avif", "jxl", "jpeg2000", "pca-8x8", "webp", "jpeg-444", "jpeg-420")
@@ -48,22 +51,17 @@ def _image_info(path: Path) -> dict:
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return image_files([folder])
 
 
 def load_image(path) -> Image.Image:
-    """The image as 8-bit "RGB" or "L" with EXIF orientation applied and every metadata chunk (ICC
-    profile, EXIF) dropped, so no encoder spends bytes on it. Alpha is discarded."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            a = np.asarray(im, dtype=np.float64) / (257.0 if im.mode.startswith("I;16") else 1.0)
-            im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-        elif im.mode in ("1", "L", "LA", "F"):
-            im = im.convert("L")
-        else:
-            im = im.convert("RGB")
-        return Image.frombytes(im.mode, im.size, im.tobytes())
+    """The image as the codec reads it (:func:`aecodec.codec.images.prepare_image`: EXIF
+    orientation applied, 16-bit and float converted to 8-bit), as "RGB" or "L", with every
+    metadata chunk (ICC profile, EXIF) dropped, so no encoder spends bytes on it. Alpha is discarded."""
+    with warnings.catch_warnings():  # 16-bit to 8-bit is this function's documented job
+        warnings.simplefilter("ignore", UserWarning)
+        rgb, _, layout = prepare_image(path)
+    return to_image(rgb, None, Layout.GRAY if layout in Layout.GRAYS else Layout.RGB)
 
 
 # ----------------------------------------------------------------------------- one job (in a worker)
@@ -522,7 +520,7 @@ def main(argv=None) -> int:
             "bpp": "len(encoded bytes) * 8 / (width * height), from the real bitstream (container included)",
             "psnr": "dB, 8-bit RGB over all channels (gray plane for gray inputs); mean curve = mean of per-image PSNR",
             "ssim": "pytorch-msssim, data_range=255, window 11, sigma 1.5; RGB channels averaged",
-            "ms_ssim": f"pytorch-msssim, data_range=255, 5 scales; null for images with a side < 161 px; "
+            "ms_ssim": f"pytorch-msssim, data_range=255, 5 scales; null for images with a side < {MS_SSIM_MIN_SIDE} px; "
                        "ms_ssim_db = -10 log10(1 - MS-SSIM); mean curve: dB of the mean MS-SSIM",
             "time": "encode_s / decode_s: wall-clock seconds of one call in a single-threaded worker, "
                     f"{workers} workers running at once (CPU load from other processes also counts)",

@@ -104,8 +104,9 @@ def _bd_rows(r: dict) -> list[dict]:
 
 
 def weights_record(r: dict, weights: Path) -> dict:
-    import torch
-    ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+    from aecodec.models.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(weights)
     training = ckpt.get("training", {})
     chunks = training.get("chunks", [])
     return {

@@ -28,20 +28,21 @@ import torch
 from PIL import Image
 
 import aecodec
+from aecodec.codec.images import image_files, load_rgb
 
 
 def mosaic(kodak: Path, megapixels: float, seed: int = 0) -> np.ndarray:
     """A photo of about ``megapixels`` MP: Kodak images tiled (and mirrored) side by side (tiles of
     the first image's landscape size; other sizes are resized to it)."""
-    files = sorted(f for f in kodak.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    files = image_files([kodak])
     rng = np.random.default_rng(seed)
-    th, tw = sorted(Image.open(files[0]).size)  # landscape tile: (short, long)
+    th, tw = sorted(load_rgb(files[0]).shape[:2])  # landscape tile: (short, long)
     side = int((megapixels * 1e6 * 1.5) ** 0.5)  # 3:2
     w, h = side, int(megapixels * 1e6 / side)
     out = np.empty((h, w, 3), np.uint8)
     for y in range(0, h, th):
         for x in range(0, w, tw):
-            im = Image.open(files[rng.integers(len(files))]).convert("RGB")
+            im = Image.fromarray(load_rgb(files[rng.integers(len(files))]))
             if im.height > im.width:
                 im = im.transpose(Image.Transpose.ROTATE_90)
             if im.size != (tw, th):
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    kodim = np.asarray(Image.open(a.kodak / "kodim23.png").convert("RGB"))
+    kodim = load_rgb(a.kodak / "kodim23.png")
     large = mosaic(a.kodak, a.large_megapixels)
     rows = []
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):

@@ -14,7 +14,8 @@ from PIL import Image
 
 from benchmarks import rd
 from benchmarks.codecs import CLASSICAL, CODECS, AECodec, Codec, CodecUnavailable, get_codec
-from benchmarks.metrics import bd_rate, ms_ssim, ms_ssim_db, psnr, ssim, ssim_and_ms_ssim
+from aecodec.metrics import ms_ssim, ms_ssim_db, psnr, ssim, ssim_and_ms_ssim
+from benchmarks.bdrate import bd_rate
 
 
 def synthetic(width=96, height=80, mode="RGB", seed=0) -> Image.Image:

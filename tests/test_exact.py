@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from aecodec.codec.api import prepare_image, quality_to_level
+from aecodec.codec.images import prepare_image
+from aecodec.codec.tiles import padded, quality_to_level
 from aecodec.models import registry
 from aecodec.models.exact import FixedPoint, check_bounds
 
@@ -19,10 +22,10 @@ def net():
 
 
 def _z_hat(net, rgb: np.ndarray, quality: float = 60) -> torch.Tensor:
-    s = net.config.stride
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
     h, w = x.shape[-2:]
-    x = torch.nn.functional.pad(x, (0, -w % s, 0, -h % s), mode="replicate")
+    hp, wp = padded(h, w, net.config.stride)
+    x = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
     with torch.no_grad():
         g, _ = net.gains(torch.tensor([quality_to_level(quality, net.config.num_levels)]))
         z = net.h_a(net.g_a(x) * g)
@@ -43,9 +46,20 @@ def images(request):
     return _images(KODAK if (KODAK / "kodim23.png").is_file() else None)
 
 
-def test_every_partial_sum_fits_float64_exactly(net):
-    c = net.config
-    assert check_bounds(c.N, c.M, c.fixed_point) < 53
+def test_every_partial_sum_of_the_real_layers_fits_float64_exactly(net):
+    """The bound from the layers the model really has (fan-in from each weight's shape, the
+    largest grid weight it really holds) stays below 2**53, and check_bounds does not understate it."""
+    fp = net.config.fixed_point
+    a_units, bias_units = fp.a_max * 2**fp.a_bits, fp.a_max * 2 ** (fp.w_bits + fp.a_bits)
+    worst = 0.0
+    for layer, (w, _) in zip(net.h_s.layers, net.h_s._grid_params(exact=True)):
+        c_in = layer.in_channels
+        k = layer.weight.shape[-1] * layer.weight.shape[-2]
+        w_units = float(w.abs().max()) * 2**fp.w_bits
+        assert w_units <= fp.w_max * 2**fp.w_bits and float(w_units).is_integer()
+        worst = max(worst, c_in * k * w_units * a_units + bias_units)
+    assert math.log2(worst) < 53
+    assert check_bounds(net.config.N, net.config.M, fp) >= math.ceil(math.log2(worst))
 
 
 # --- an independent route: numpy int64, explicit im2col, transposed conv as dilated conv ---------

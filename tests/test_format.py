@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+import tracemalloc
 import zlib
 
 import pytest
@@ -128,8 +129,15 @@ def test_decode_validates_each_header_field(offset, value, message):
 def test_decode_caps_pixels_before_allocating():
     data = bytearray(fmt.pack(make()))
     data[8:16] = struct.pack(">II", 1 << 24, 1 << 24)  # 2^48 pixels, a bomb
-    with pytest.raises(FormatError, match="exceeds the cap"):
-        fmt.unpack(recrc(bytes(data)))
+    bomb = recrc(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="exceeds the cap"):
+            fmt.unpack(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, f"refusing a {len(bomb)}-byte bomb allocated {peak} bytes"
     small = fmt.pack(make(width=100, height=100))
     with pytest.raises(FormatError, match="exceeds the cap of 9999"):
         fmt.unpack(small, max_pixels=9999)

@@ -1,4 +1,4 @@
-"""aecodec.inspect: rate maps that add up to the file, point at what is expensive, and rank."""
+"""aecodec.inspection, .ranking, .reports: rate maps that add up to the file, point at what is expensive, and rank."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 import aecodec
 from aecodec.cli import app
 from aecodec.codec import format as fmt
-from aecodec.inspect import inspect, rank, render_contact_sheet, render_report, symbol_bits
+from aecodec.inspection import inspect, symbol_bits
+from aecodec.ranking import rank
+from aecodec.reports import render_contact_sheet, render_report
 
 from .conftest import smooth_image
 
@@ -82,6 +84,28 @@ def test_tiled_files_are_measured_tile_by_tile():
     assert r.tiles == 12 and r.original is None and r.error_map is None
     assert r.rate_map.shape == (160, 200)
     assert 32 * 24 - 1 < payload_bits(data) - r.rate_map.sum() <= 64 * 24 + 1
+
+
+def test_inspect_decodes_a_file_once_through_the_decoder(monkeypatch):
+    """Each tile is entropy-decoded and synthesised exactly once, and the reconstruction is the
+    decoder's own output, pixel for pixel."""
+    from aecodec.models.hyperprior import MeanScaleHyperprior
+
+    img = smooth_image(160, 200, seed=4)
+    data = aecodec.encode(img, 70, tile=64)  # 12 tiles
+    calls = {"decode_latents": 0, "synthesize": 0}
+    for name in calls:
+        real = getattr(MeanScaleHyperprior, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(MeanScaleHyperprior, name, counted)
+    r = inspect(data)
+    assert calls == {"decode_latents": 12, "synthesize": 12}
+    monkeypatch.undo()
+    np.testing.assert_array_equal(r.reconstruction, np.asarray(aecodec.decode(data)))
 
 
 def test_aec_input_is_inspected_at_its_own_quality(tmp_path):

@@ -61,7 +61,9 @@ _CRC = struct.Struct(">I")
 class Layout:
     GRAY, GRAY_ALPHA, RGB, RGBA = 1, 2, 3, 4
     NAMES = {1: "gray", 2: "gray+alpha", 3: "RGB", 4: "RGBA"}
+    PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # the Pillow mode each layout decodes to
     WITH_ALPHA = {2, 4}
+    GRAYS = {1, 2}
 
 
 class FormatError(ValueError):

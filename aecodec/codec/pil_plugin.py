@@ -7,8 +7,6 @@ from PIL import Image, ImageFile
 
 from . import format as fmt
 
-_MODES = {fmt.Layout.GRAY: "L", fmt.Layout.GRAY_ALPHA: "LA", fmt.Layout.RGB: "RGB", fmt.Layout.RGBA: "RGBA"}
-
 
 def _accept(prefix: bytes) -> bool:
     return prefix[:4] == fmt.MAGIC
@@ -25,7 +23,7 @@ class AecImageFile(ImageFile.ImageFile):
         except fmt.FormatError as exc:
             raise SyntaxError(str(exc)) from None
         self._size = (header.width, header.height)
-        self._mode = _MODES[header.layout]
+        self._mode = fmt.Layout.PIL_MODES[header.layout]
         self.info["quality"] = header.quality
         self.info["model"] = f"{header.model_id}@{header.weights_hash}"
         self.tile = []

@@ -14,7 +14,7 @@ A checkpoint is a ``torch.save``d dict::
      "optimizer": ..., "aux_optimizer": ..., "scheduler_step": int, "step": int, "rng": {...}}
 
 Training checkpoints are float32. A blanket fp16 cast destroys GDN's reparameterised offsets
-(≈2⁻³⁶) and turns the model into NaN (measured, see PROBES.md), so shipped weights use *mixed*
+(≈2⁻³⁶) and turns the model into NaN (measured on the project's first GPU probes), so shipped weights use *mixed*
 storage: the convolutions of g_a, h_a, h_s and g_s (≈97 % of the bytes) in float16, everything
 else — GDN's β and γ, the entropy models and their CDF tables, the gain vectors — in float32.
 A conv tensor goes to float16 only if it is finite and far from float16's overflow (values
@@ -35,7 +35,7 @@ import torch
 
 from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
-__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "build_model", "CheckpointError", "STORAGES"]
+__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "read_checkpoint", "build_model", "CheckpointError", "STORAGES"]
 
 ARCHITECTURES = {"mean-scale-hyperprior-vr": (MeanScaleHyperprior, HyperpriorConfig)}
 HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
@@ -111,8 +111,8 @@ def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, mode
     return digest
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
-    """Rebuild the model from its saved config and weights; verify the weights hash."""
+def read_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
+    """The checkpoint's dict (config, record, tensors) without building the model."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -121,6 +121,12 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[Mea
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "aecodec-checkpoint":
         raise CheckpointError(f"{path}: not an aecodec checkpoint")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
+    """Rebuild the model from its saved config and weights; verify the weights hash."""
+    ckpt = read_checkpoint(path, map_location=map_location)
     model = build_model(ckpt["arch"], ckpt["config"])
     sd = ckpt["state_dict"]
     digest = weights_hash(sd)

@@ -227,7 +227,7 @@ class MeanScaleHyperprior(nn.Module):
 
     @torch.inference_mode()
     def apply_gain(self, y: torch.Tensor, level: float) -> torch.Tensor:
-        """``y·gain(level)``: one g_a pass serves every level (rate search, api.encode_within)."""
+        """``y·gain(level)``: one g_a pass serves every level (rate search, ``codec.ratesearch``)."""
         gain, _ = self.gains(torch.tensor([level], device=y.device))
         return y * gain
 
@@ -241,22 +241,15 @@ class MeanScaleHyperprior(nn.Module):
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         return {"y": y_strings[0], "z": z_strings[0], "z_shape": tuple(z.shape[-2:])}
 
-    def compress(self, x: torch.Tensor, level: float) -> dict:
-        """Encode ``x`` ``(1, 3, H, W)``; returns the two rANS strings and z's shape."""
-        return self.compress_latents(self.analyze(x, level))
-
     @torch.inference_mode()
     def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:
         """Entropy-decode everything the decoder sees: ``z_hat``, y's CDF ``indexes`` and
-        ``means``, and ``y_hat`` (exact, device independent). Used by ``aecodec.inspect``."""
+        ``means``, and ``y_hat`` (exact, device independent): the decoder's tile pipeline
+        (``codec/tiles.py``) and, through it, inspection."""
         z_hat = self.entropy_bottleneck.decompress([_guarded(z_string, self.config.N * z_shape[0] * z_shape[1])], z_shape)
         indexes, means = self.entropy_parameters(z_hat)
         y_hat = self.gaussian_conditional.decompress([_guarded(y_string, indexes.numel())], indexes, means=means)
         return {"z_hat": z_hat, "indexes": indexes, "means": means, "y_hat": y_hat}
-
-    def decompress_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> torch.Tensor:
-        """Entropy-decode ŷ (exact, device independent)."""
-        return self.decode_latents(y_string, z_string, z_shape)["y_hat"]
 
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, level: float) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""Distortion metrics on 8-bit images and the Bjøntegaard delta rate (BD-rate).
+"""Distortion metrics on 8-bit images: PSNR, SSIM, MS-SSIM — one definition for the codec's
+inspection, training's evaluation and the benchmarks.
 
 Images are uint8 arrays (H, W) or (H, W, C), or PIL images of mode "L" or "RGB". PSNR is over all
 channels together (RGB for colour images, the gray plane for gray ones). SSIM and MS-SSIM come from
-pytorch-msssim with data_range=255 (Gaussian window 11, sigma 1.5); MS-SSIM needs 5 scales, so it is
-None for images whose smaller side is below `MS_SSIM_MIN_SIDE`.
+pytorch-msssim with data_range=255 (Gaussian window 11, sigma 1.5): SSIM is None for images whose
+smaller side is below :data:`SSIM_MIN_SIDE`, MS-SSIM (5 scales) below :data:`MS_SSIM_MIN_SIDE`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,10 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "MS_SSIM_MIN_SIDE",
-    "to_array",
-    "psnr",
-    "ssim",
-    "ms_ssim",
-    "ssim_and_ms_ssim",
-    "ms_ssim_db",
-    "image_metrics",
-    "bd_rate",
-]
+__all__ = ["SSIM_MIN_SIDE", "MS_SSIM_MIN_SIDE", "to_array", "squared_error", "psnr_from_mse", "psnr", "ssim",
+           "ms_ssim", "ssim_and_ms_ssim", "ms_ssim_db", "image_metrics"]
 
+SSIM_MIN_SIDE = 11  # pytorch-msssim's Gaussian window
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim requires smaller side > (11 - 1) * 2**4
 
 
@@ -35,13 +28,24 @@ def to_array(image) -> np.ndarray:
     return a[..., None] if a.ndim == 2 else a
 
 
-def psnr(ref, rec, data_range: float = 255.0) -> float:
-    """Peak signal-to-noise ratio in dB over all pixels and channels; inf if identical."""
+def squared_error(ref, rec) -> np.ndarray:
+    """Per-pixel squared error ``(H, W)`` (float64), the mean over the channels."""
     a, b = to_array(ref).astype(np.float64), to_array(rec).astype(np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
-    mse = np.mean((a - b) ** 2)
-    return math.inf if mse == 0 else float(10 * np.log10(data_range**2 / mse))
+    return ((a - b) ** 2).mean(-1)
+
+
+def psnr_from_mse(mse, data_range: float = 255.0):
+    """PSNR in dB of a mean squared error: a float (inf for 0) or, for a torch tensor, a tensor."""
+    if hasattr(mse, "log10"):  # a torch tensor (training statistics): no host sync
+        return 10 * (data_range**2 / mse).log10()
+    return math.inf if mse == 0 else float(10 * math.log10(data_range**2 / mse))
+
+
+def psnr(ref, rec, data_range: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB over all pixels and channels; inf if identical."""
+    return psnr_from_mse(float(squared_error(ref, rec).mean()), data_range)
 
 
 def _tensor(image):
@@ -51,9 +55,12 @@ def _tensor(image):
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))[None]
 
 
-def ssim(ref, rec) -> float:
+def ssim(ref, rec) -> float | None:
+    """SSIM, or None when the image is smaller than the Gaussian window."""
     from pytorch_msssim import ssim as _ssim
 
+    if min(to_array(ref).shape[:2]) < SSIM_MIN_SIDE:
+        return None
     return float(_ssim(_tensor(ref), _tensor(rec), data_range=255, size_average=True))
 
 
@@ -77,6 +84,8 @@ def ssim_and_ms_ssim(ref, rec) -> tuple[float, float | None]:
     except ImportError:  # another pytorch-msssim layout: two separate calls
         return ssim(ref, rec), ms_ssim(ref, rec)
     x, y = _tensor(ref), _tensor(rec)
+    if min(x.shape[-2:]) < SSIM_MIN_SIDE:
+        return None, None
     win = _fspecial_gauss_1d(11, 1.5).repeat([x.shape[1], 1, 1, 1])
     ssim_per_channel, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
     first = float(ssim_per_channel.mean())
@@ -104,49 +113,3 @@ def image_metrics(ref, rec) -> dict:
     """psnr, ssim, ms_ssim and ms_ssim_db of a reconstruction against its reference."""
     s, m = ssim_and_ms_ssim(ref, rec)
     return {"psnr": psnr(ref, rec), "ssim": s, "ms_ssim": m, "ms_ssim_db": ms_ssim_db(m)}
-
-
-def _log_rate_integral(metric, log_rate, lo, hi, method):
-    order = np.argsort(metric)
-    x, y = metric[order], log_rate[order]
-    x, inverse = np.unique(x, return_inverse=True)  # equal metric values: average their log-rates
-    y = np.bincount(inverse, weights=y) / np.bincount(inverse)
-    if method == "pchip":
-        from scipy.interpolate import PchipInterpolator
-
-        if len(x) < 2:
-            return None
-        return float(PchipInterpolator(x, y).integrate(lo, hi))
-    if method == "cubic":
-        if len(x) < 4:
-            return None
-        antiderivative = np.polyint(np.polyfit(x, y, 3))
-        return float(np.polyval(antiderivative, hi) - np.polyval(antiderivative, lo))
-    raise ValueError(f"unknown BD-rate method {method!r} (use 'pchip' or 'cubic')")
-
-
-def bd_rate(rate_anchor, metric_anchor, rate_test, metric_test, method: str = "pchip") -> float | None:
-    """Bjøntegaard delta rate of `test` against `anchor`, in percent.
-
-    Log-rate is interpolated as a function of the quality metric (PCHIP, or the original cubic polyfit),
-    and the two curves are integrated over the metric range they share. Negative means `test` needs
-    fewer bits for the same quality. Points with a missing or non-finite value are dropped; None when
-    the curves do not overlap or have too few points (2 for PCHIP, 4 for cubic).
-    """
-    curves = []
-    for rate, metric in ((rate_anchor, metric_anchor), (rate_test, metric_test)):
-        r = np.array([np.nan if v is None else v for v in rate], dtype=np.float64)
-        m = np.array([np.nan if v is None else v for v in metric], dtype=np.float64)
-        keep = np.isfinite(r) & np.isfinite(m) & (r > 0)
-        curves.append((np.log(r[keep]), m[keep]))
-    (la, ma), (lt, mt) = curves
-    if len(ma) == 0 or len(mt) == 0:
-        return None
-    lo, hi = max(ma.min(), mt.min()), min(ma.max(), mt.max())
-    if not hi > lo:
-        return None
-    ia = _log_rate_integral(ma, la, lo, hi, method)
-    it = _log_rate_integral(mt, lt, lo, hi, method)
-    if ia is None or it is None:
-        return None
-    return float((math.exp((it - ia) / (hi - lo)) - 1) * 100)

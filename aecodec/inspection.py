@@ -2,7 +2,8 @@
 
 :func:`inspect` runs an image through the codec exactly as ``aecodec encode`` does
 (:func:`aecodec.codec.api.encode`), or takes an existing ``.aec`` file, and then reads the file
-back the way the decoder does (:meth:`MeanScaleHyperprior.decode_latents`): the rANS strings give
+back once, through the decoder itself (:func:`aecodec.codec.api.decode_with`, whose tile
+pipeline hands over each tile's decoded latents on the way): the rANS strings give
 the quantised hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means, and
 the y string gives ŷ — tile by tile for tiled files, each tile's latents placed on the image's
 latent grid. Nothing is re-estimated with a second model path; the bits of each latent symbol are
@@ -33,12 +34,13 @@ gray images; alpha is coded losslessly and not counted). PSNR is over all pixels
 SSIM is pytorch-msssim's (Gaussian window 11, σ 1.5, ``data_range=255``), for images whose
 smaller side is at least 11 pixels. ``bpp`` is measured on the real file bytes.
 
-:func:`rank` scores every image of a folder by the bits per pixel the codec spends on it at one
+:func:`aecodec.ranking.rank` scores every image of a folder by the bits per pixel the codec spends on it at one
 quality: a model trained on normal photos spends many bits where an image is unlike them, so the
-most expensive images come first — a simple anomaly detector. :func:`render_report` and
-:func:`render_contact_sheet` draw PNGs with matplotlib (Agg canvas, no pyplot state).
+most expensive images come first — a simple anomaly detector (:mod:`aecodec.ranking`).
+:func:`~aecodec.reports.render_report` draws the PNG (:mod:`aecodec.reports`).
 
-    >>> from aecodec.inspect import inspect, render_report
+    >>> from aecodec.inspection import inspect
+    >>> from aecodec.reports import render_report
     >>> r = inspect("photo.png", quality=75)
     >>> r.bpp, r.psnr, r.rate_map.sum() / r.payload_bits     # ≈ 1
     >>> open("report.png", "wb").write(render_report(r))
@@ -46,30 +48,26 @@ most expensive images come first — a simple anomaly detector. :func:`render_re
 
 from __future__ import annotations
 
-import csv
-import heapq
-import io
 import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
 
 from .codec import api
 from .codec import format as fmt
-from .codec.api import CodecError
-from .codec.format import FormatError, Layout
+from .codec.format import Layout
+from .codec.images import prepare_image, to_image
+from .codec.tiles import padded
+from .metrics import psnr_from_mse, squared_error, ssim
 
-__all__ = ["Inspection", "Ranking", "inspect", "rank", "symbol_bits", "render_report",
-           "render_contact_sheet", "SSIM_MIN_SIDE"]
+__all__ = ["Inspection", "inspect", "symbol_bits", "finite"]
 
 Source = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
-
-SSIM_MIN_SIDE = 11  # pytorch-msssim's Gaussian window
 PRECISION = 16  # CompressAI's rANS probability precision (bits)
 _BYPASS_BITS, _BYPASS_MAX = 4, 15  # CompressAI's rANS bypass mode: 4-bit chunks
 
@@ -159,9 +157,7 @@ class Inspection:
     @property
     def psnr(self) -> Optional[float]:
         mse = self.mse
-        if mse is None:
-            return None
-        return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+        return None if mse is None else psnr_from_mse(mse)
 
     def regions(self, rows: int = 4, cols: int = 4) -> list[dict]:
         """bpp (from the rate map) and MSE of each cell of a ``rows × cols`` grid."""
@@ -177,7 +173,7 @@ class Inspection:
                 if self.error_map is not None:
                     mse = float(self.error_map[y0:y1, x0:x1].mean())
                     cell["mse"] = mse
-                    cell["psnr"] = _finite(math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+                    cell["psnr"] = finite(psnr_from_mse(mse))
                 out.append(cell)
         return out
 
@@ -189,7 +185,7 @@ class Inspection:
             "source": self.source, "width": self.width, "height": self.height, "layout": self.layout,
             "quality": self.quality, "model_id": self.model_id, "weights_hash": self.weights_hash,
             "totals": {"bytes": self.file_bytes, "bpp": self.bpp, "payload_bpp": self.payload_bpp,
-                       "mse": self.mse, "psnr": _finite(self.psnr), "ssim": self.ssim},
+                       "mse": self.mse, "psnr": finite(self.psnr), "ssim": self.ssim},
             "rate": {"y_bits_map": y_map, "z_bits_map": z_map, "total_bits_map": y_map + z_map,
                      "y_bits_file": y_file, "z_bits_file": z_file, "payload_bits_file": y_file + z_file,
                      "coder_overhead_bits": (y_file + z_file) - (y_map + z_map),
@@ -201,7 +197,8 @@ class Inspection:
         }
 
 
-def _finite(v):
+def finite(v):
+    """A float for JSON: None for None, inf and NaN."""
     return None if v is None or not math.isfinite(v) else float(v)
 
 
@@ -239,12 +236,9 @@ def inspect(source: Source, quality: Optional[float] = None, *, model: str | os.
         original = None
     else:
         q = api.DEFAULT_QUALITY if quality is None else quality
-        rgb, alpha, layout = api.prepare_image(source)  # read once; encode sees the same pixels
-        gray = layout in (Layout.GRAY, Layout.GRAY_ALPHA)
-        original = rgb[..., 0] if gray else rgb
-        planes = original if alpha is None else np.dstack([original, alpha])
-        mode = {Layout.GRAY: "L", Layout.GRAY_ALPHA: "LA", Layout.RGB: "RGB", Layout.RGBA: "RGBA"}[layout]
-        data = api.encode(Image.fromarray(np.ascontiguousarray(planes), mode), q, model=model, device=device)
+        rgb, alpha, layout = prepare_image(source)  # read once; encode sees the same pixels
+        original = rgb[..., 0] if layout in Layout.GRAYS else rgb
+        data = api.encode(to_image(rgb, alpha, layout), q, model=model, device=device)
         c = fmt.unpack(data)
     return _measure(data, c, name, original, model=model, device=device)
 
@@ -257,38 +251,27 @@ def _name(source) -> str:
 
 def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.ndarray], *,
              model, device: str) -> Inspection:
-    import torch
-
-    from .models import registry
-
-    img = api.decode(data, device=device, model=model)  # the real decoder; validates device too
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    net, _, _ = registry.load(model if model is not None else c.model_id, device=dev,
-                              weights_hash=c.weights_hash)
+    net = api.load_model(model, device=device, container=c)[0]
     s, ls = net.config.stride, net.config.stride // 4  # pixels per z (64) and per y (16) position
-    hp, wp = -(-c.height // s) * s, -(-c.width // s) * s  # the image as coded: padded to 64
+    hp, wp = padded(c.height, c.width, s)  # the image as coded
     y_pos, z_pos = np.zeros((hp // ls, wp // ls)), np.zeros((hp // s, wp // s))
     escapes = 0
-    _, cols = fmt.tile_grid(c.width, c.height, c.tile)
-    for k, (z_string, y_string) in enumerate(c.tiles):  # raster order over the padded image
-        y0, x0 = (k // cols) * c.tile, (k % cols) * c.tile
-        y1, x1 = min(hp, y0 + c.tile), min(wp, x0 + c.tile)
-        try:
-            lat = net.decode_latents(y_string, z_string, ((y1 - y0) // s, (x1 - x0) // s))
-        except (RuntimeError, ValueError) as exc:
-            raise FormatError(f"corrupt latent data ({exc})") from None
+
+    def on_tile(rect, lat: dict) -> None:  # the decoder's own latents of each tile
+        nonlocal escapes
+        y0, y1, x0, x1 = rect
         yb, zb, n = _tile_bits(net, lat)
         y_pos[y0 // ls:y1 // ls, x0 // ls:x1 // ls] = yb
         z_pos[y0 // s:y1 // s, x0 // s:x1 // s] = zb
         escapes += n
 
+    img = api.decode_with(net, c, on_tile=on_tile)  # the real decoder, once
     rate_map, padding_bits = _pixel_map(y_pos, z_pos, c.height, c.width, ls)
-    rec = np.asarray(img.convert("L" if c.layout in (Layout.GRAY, Layout.GRAY_ALPHA) else "RGB"))
-    error = ssim = None
+    rec = np.asarray(img.convert("L" if c.layout in Layout.GRAYS else "RGB"))
+    error = ssim_value = None
     if original is not None:
-        diff = original.astype(np.float64) - rec.astype(np.float64)
-        error = diff**2 if diff.ndim == 2 else (diff**2).mean(-1)
-        ssim = _ssim(original, rec)
+        error = squared_error(original, rec)
+        ssim_value = ssim(original, rec)
     return Inspection(
         source=name, width=c.width, height=c.height, quality=c.quality, layout=Layout.NAMES[c.layout],
         model_id=c.model_id, weights_hash=c.weights_hash, file_bytes=len(data),
@@ -296,7 +279,7 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
                        "alpha": len(c.alpha or b"")},
         tile=c.tile, tiles=len(c.tiles), reconstruction=rec,
         rate_map=rate_map, y_bits=y_pos, z_bits=z_pos, padding_bits=padding_bits, escapes=escapes,
-        original=original, error_map=error, ssim=ssim)
+        original=original, error_map=error, ssim=ssim_value)
 
 
 def _tile_bits(net, lat: dict) -> tuple[np.ndarray, np.ndarray, int]:
@@ -332,189 +315,3 @@ def _pixel_map(y_pos: np.ndarray, z_pos: np.ndarray, height: int, width: int, S:
     cols = np.minimum(S, width - S * np.arange(w_in))
     density = bits / (rows[:, None] * cols[None, :])
     return np.repeat(np.repeat(density, S, 0), S, 1)[:height, :width], padding
-
-
-def _ssim(a: np.ndarray, b: np.ndarray) -> Optional[float]:
-    if min(a.shape[:2]) < SSIM_MIN_SIDE:
-        return None
-    import torch
-    from pytorch_msssim import ssim
-
-    def t(x):
-        x = x[..., None] if x.ndim == 2 else x
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))[None]
-
-    return float(ssim(t(a), t(b), data_range=255, size_average=True))
-
-
-# ----------------------------------------------------------------------------- reports
-def _title(r: Inspection) -> str:
-    parts = [f"q {r.quality:g}", f"{r.bpp:.3f} bpp ({r.file_bytes} bytes)"]
-    if r.psnr is not None:
-        parts.append("PSNR ∞" if math.isinf(r.psnr) else f"PSNR {r.psnr:.2f} dB")
-    if r.ssim is not None:
-        parts.append(f"SSIM {r.ssim:.4f}")
-    return f"{Path(r.source).name} — " + ", ".join(parts)
-
-
-def _show(ax, image: np.ndarray, title: str) -> None:
-    if image.ndim == 2:
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        ax.imshow(image, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
-    ax.set_axis_off()
-
-
-def _png(fig, dpi: int) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def render_report(r: Inspection, *, dpi: int = 100) -> bytes:
-    """A PNG: original, reconstruction, rate map (bits/pixel) and error map, totals in the title.
-
-    For .aec input (no original) only the reconstruction and the rate map are drawn.
-    """
-    from matplotlib.figure import Figure
-
-    panels = 4 if r.original is not None else 2
-    cols = 2
-    rows = panels // cols
-    panel_w = 6.0
-    panel_h = panel_w * r.height / r.width + 0.5
-    fig = Figure(figsize=(cols * panel_w + 1.2, rows * panel_h + 0.7), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    fig.suptitle(_title(r), fontsize=12)
-    i = 0
-    if r.original is not None:
-        _show(axes[i], r.original, "original")
-        i += 1
-    _show(axes[i], r.reconstruction, "reconstruction")
-    ax = axes[i + 1]
-    im = ax.imshow(r.rate_map, cmap="inferno", vmin=0, interpolation="nearest")
-    title = f"rate map: {r.map_bits / r.pixels:.3f} bpp of latents (y + z)"
-    if r.padding_bits > 0.005 * r.map_bits:
-        title += f"\nedge blocks include the padded border's {100 * r.padding_bits / r.map_bits:.0f}%"
-    ax.set_title(title, fontsize=10)
-    ax.set_axis_off()
-    fig.colorbar(im, ax=ax, shrink=0.9, label="bits / pixel")
-    if r.error_map is not None:
-        ax = axes[i + 2]
-        hi = float(np.percentile(r.error_map, 99.5)) or 1.0
-        im = ax.imshow(r.error_map, cmap="magma", vmin=0, vmax=hi, interpolation="nearest")
-        ax.set_title(f"squared error (mean over channels), MSE {r.mse:.2f}", fontsize=10)
-        ax.set_axis_off()
-        fig.colorbar(im, ax=ax, shrink=0.9, extend="max", label="squared error (8-bit levels²)")
-    return _png(fig, dpi)
-
-
-# ----------------------------------------------------------------------------- ranking
-@dataclass
-class Ranking:
-    """What :func:`rank` found: ``rows`` highest bpp first, the top inspections, skipped files."""
-
-    folder: str
-    quality: float
-    rows: list[dict]
-    top: list[Inspection]
-    skipped: list[dict] = field(default_factory=list)
-
-    COLUMNS = ("rank", "file", "width", "height", "bpp", "file_bpp", "bytes", "mse", "psnr", "ssim")
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for row in self.rows:
-            w.writerow({k: ("" if row[k] is None else row[k]) for k in self.COLUMNS})
-        return buf.getvalue()
-
-    def to_dict(self) -> dict:
-        return {"folder": self.folder, "quality": self.quality,
-                "score": "bpp: bits of the coded y and z sections per pixel, highest (most unusual) first",
-                "images": self.rows, "skipped": self.skipped}
-
-
-def _image_files(folder: Path) -> list[Path]:
-    exts = {e for e, f in Image.registered_extensions().items() if f in Image.OPEN} - {".aec"}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
-
-
-def rank(folder: str | os.PathLike, quality: float = api.DEFAULT_QUALITY, *, top: int = 10,
-         model: str | os.PathLike | None = None, device: str = "cpu",
-         progress: Optional[Callable[[str], None]] = None) -> Ranking:
-    """Score every image in ``folder`` (not recursive) by the bits per pixel the codec spends on
-    it at ``quality``, most expensive — most unusual for the model — first.
-
-    The score ``bpp`` counts the coded y and z sections (the header and an alpha plane say nothing
-    about the content); ``file_bpp``, reconstruction ``mse``, ``psnr`` and ``ssim`` come along.
-    Unreadable images are skipped with a warning. The ``top`` inspections are kept for
-    :func:`render_contact_sheet`.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CodecError(f"{folder}: not a directory")
-    if top < 1:
-        raise CodecError(f"top must be at least 1, got {top}")
-    files = _image_files(folder)
-    if not files:
-        raise CodecError(f"{folder}: no images found")
-    rows, heap, skipped = [], [], []
-    for n, path in enumerate(files):
-        if progress is not None:
-            progress(str(path))
-        try:
-            r = inspect(path, quality, model=model, device=device)
-        except (CodecError, FormatError) as exc:
-            skipped.append({"file": path.name, "reason": str(exc)})
-            warnings.warn(f"{path.name}: skipped ({exc})", stacklevel=2)
-            continue
-        rows.append({"file": path.name, "width": r.width, "height": r.height, "bpp": r.payload_bpp,
-                     "file_bpp": r.bpp, "bytes": r.file_bytes, "mse": r.mse, "psnr": _finite(r.psnr),
-                     "ssim": r.ssim})
-        item = (r.payload_bpp, -n, r)  # ties: the earlier file name ranks higher
-        if len(heap) < top:
-            heapq.heappush(heap, item)
-        else:
-            heapq.heappushpop(heap, item)
-    if not rows:
-        raise CodecError(f"{folder}: none of the {len(files)} images could be read")
-    rows.sort(key=lambda row: (-row["bpp"], row["file"]))
-    rows = [{"rank": i, **row} for i, row in enumerate(rows, 1)]
-    best = [r for _, _, r in sorted(heap, key=lambda t: (-t[0], -t[1]))]
-    return Ranking(folder=str(folder), quality=round(float(quality), 2), rows=rows, top=best, skipped=skipped)
-
-
-def render_contact_sheet(ranking: Ranking, *, cols: int = 3, dpi: int = 100) -> bytes:
-    """A PNG of the top-ranked images, each beside its rate map (one colour scale for all)."""
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-
-    items = ranking.top
-    cols = max(1, min(cols, len(items)))
-    rows = -(-len(items) // cols)
-    vmax = max(float(r.rate_map.max()) for r in items) or 1.0
-    aspect = max(r.height / r.width for r in items)
-    cell_w = 2.6
-    fig = Figure(figsize=(cols * 2 * cell_w + 1.0, rows * (cell_w * aspect + 0.6) + 0.8), layout="constrained")
-    axes = fig.subplots(rows, 2 * cols, squeeze=False)
-    fig.suptitle(f"{ranking.folder}: highest bits per pixel at q {ranking.quality:g} "
-                 f"(top {len(items)} of {len(ranking.rows)})", fontsize=12)
-    norm = Normalize(0, vmax)
-    im = None
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for k, r in enumerate(items):
-        a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
-        image = r.original if r.original is not None else r.reconstruction
-        _show(a, image, f"#{k + 1} {Path(r.source).name}")
-        im = b.imshow(r.rate_map, cmap="inferno", norm=norm, interpolation="nearest")
-        b.set_title(f"{r.payload_bpp:.3f} bpp" + (f", {r.psnr:.1f} dB" if r.psnr and math.isfinite(r.psnr) else ""),
-                    fontsize=9)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="bits / pixel")
-    return _png(fig, dpi)

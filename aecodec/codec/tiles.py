@@ -1,0 +1,128 @@
+"""The coding pipeline, tile by tile: the one padding rule, the tile geometry, and the four
+stages between pixels and rANS strings (g_a → gain → entropy coding; entropy decoding → g_s).
+
+An image is padded to the model's stride (64) by replicating its border, then cut into square
+tiles in raster order. Each tile is analysed from the tile plus :data:`MARGIN` pixels of context
+and synthesised from its latents plus the same margin of neighbouring latents, so memory is
+bounded by the tile size and there are no seams; each tile has its own z and y strings.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import format as fmt
+from .errors import one_line
+from .format import Container, FormatError
+
+__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "tile_rects", "check_tile", "analyze_tiles", "pack_latents",
+           "decode_tiles", "latents", "synthesize", "quality_to_level"]
+
+DEFAULT_TILE = 1024
+MARGIN = 64  # pixels of context around a tile: more than the receptive fields of g_a (61 px) and g_s
+
+
+def padded(height: int, width: int, stride: int = fmt.TILE_UNIT) -> tuple[int, int]:
+    """The size an image is coded at: each side rounded up to a multiple of ``stride``."""
+    return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def tile_rects(height: int, width: int, tile: int):
+    """Tiles (y0, y1, x0, x1) over the image padded to the stride, raster order, with their
+    context region (ry0, ry1, rx0, rx1) = the tile grown by MARGIN, clipped to the padded image."""
+    rows, cols = fmt.tile_grid(width, height, tile)
+    for r in range(rows):
+        for c in range(cols):
+            y0, y1 = r * tile, min(height, (r + 1) * tile)
+            x0, x1 = c * tile, min(width, (c + 1) * tile)
+            yield (y0, y1, x0, x1), (max(0, y0 - MARGIN), min(height, y1 + MARGIN),
+                                     max(0, x0 - MARGIN), min(width, x1 + MARGIN))
+
+
+def check_tile(tile) -> bool:
+    """Whether ``tile`` is a tile side the format allows (a multiple of 64 up to 65 536)."""
+    return isinstance(tile, int) and not tile % fmt.TILE_UNIT and fmt.TILE_UNIT <= tile <= 1024 * fmt.TILE_UNIT
+
+
+def quality_to_level(quality: float, num_levels: int) -> float:
+    """Quality 0…100 onto the model's continuous gain level 0…L−1 (linear)."""
+    return quality / 100.0 * (num_levels - 1)
+
+
+def analyze_tiles(net, rgb: np.ndarray, tile: int) -> Iterator:
+    """g_a of each tile, computed from the tile plus its context and cropped to the tile's latent,
+    before the gain; raster order. Pads ``rgb`` to the model's stride by replicating the border."""
+    import torch
+
+    h, w = rgb.shape[:2]
+    dev = next(net.parameters()).device
+    ls = net.config.stride // 4  # pixels per y position (16)
+    hp, wp = padded(h, w, net.config.stride)
+    if (hp, wp) != (h, w):  # replicate the border: no artificial edges to spend bits on
+        rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, tile):
+        x = torch.from_numpy(np.array(rgb[ry0:ry1, rx0:rx1])).to(dev)  # a writable copy
+        x = x.permute(2, 0, 1)[None].float().div_(255)
+        yield net.analyze(x, None)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
+
+
+def pack_latents(net, model_id: str, weights_hash: str, width: int, height: int, layout: int,
+                 quality: float, tile: int, latents, alpha_png: bytes | None) -> bytes:
+    """Gain, entropy-code and pack the tiles' latents (from :func:`analyze_tiles`)."""
+    level = quality_to_level(quality, net.config.num_levels)
+    tiles = []
+    for y in latents:
+        out = net.compress_latents(net.apply_gain(y, level))
+        tiles.append((out["z"], out["y"]))
+    return fmt.pack(Container(width=width, height=height, layout=layout, quality=quality, model_id=model_id,
+                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png))
+
+
+def decode_tiles(net, c: Container) -> Iterator[tuple[tuple[int, int, int, int], dict]]:
+    """Entropy-decode each tile: ``((y0, y1, x0, x1) in padded pixels, latents)`` in raster order,
+    ``latents`` being :meth:`MeanScaleHyperprior.decode_latents`'s ``z_hat``, ``indexes``,
+    ``means`` and ``y_hat`` — everything the decoder sees, bit-identical on every device."""
+    s = net.config.stride
+    hp, wp = padded(c.height, c.width, s)
+    for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(tile_rects(hp, wp, c.tile), c.tiles):
+        try:
+            lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
+        except (RuntimeError, ValueError) as exc:
+            raise FormatError(f"corrupt latent data ({one_line(exc)})") from None
+        yield (y0, y1, x0, x1), lat
+
+
+def latents(net, c: Container, on_tile: Callable[[tuple, dict], None] | None = None):
+    """ŷ of the whole (padded) image ``(1, M, H/16, W/16)``, tile by tile; ``on_tile(rect, latents)``
+    sees each tile's decoded latents (:func:`decode_tiles`) as it is placed."""
+    import torch
+
+    ls = net.config.stride // 4
+    hp, wp = padded(c.height, c.width, net.config.stride)
+    y_hat = torch.empty(1, net.config.M, hp // ls, wp // ls, device=next(net.parameters()).device)
+    for rect, lat in decode_tiles(net, c):
+        y0, y1, x0, x1 = rect
+        y_hat[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = lat["y_hat"]
+        if on_tile is not None:
+            on_tile(rect, lat)
+    return y_hat
+
+
+def synthesize(net, c: Container, y_hat) -> np.ndarray:
+    """Pixels (H, W, 3) uint8, tile by tile; each tile sees MARGIN pixels of neighbouring latents."""
+    import torch
+
+    ls = net.config.stride // 4
+    hp, wp = y_hat.shape[-2] * ls, y_hat.shape[-1] * ls
+    level = quality_to_level(c.quality, net.config.num_levels)
+    out = np.empty((c.height, c.width, 3), np.uint8)
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, c.tile):
+        x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
+        if not torch.isfinite(x_hat).all():
+            raise FormatError("corrupt latent data (decoded to invalid values)")
+        y1, x1 = min(y1, c.height), min(x1, c.width)
+        crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+        out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return out
