@@ -2,6 +2,9 @@
 
 Errors are one line on stderr (``aecodec: error: …``) and a non-zero exit; outputs are written
 atomically, so a failed or interrupted command leaves no partial file.
+
+Longer than 300 lines on purpose: one function per command, most of it the option declarations
+with their help text (what ``--help`` shows); each command's work is a call into the library.
 """
 
 from __future__ import annotations
