@@ -46,7 +46,6 @@ LIMIT_MIB = 64  # what one device call carries, the working tree included
 BACK_MIB = 15  # parts of the weights that come back (files of at most 16 MiB)
 MARGIN_MIB = 1.5
 WHEELS = {"compressai": "1.2.8", "pytorch_msssim": "1.0.0"}  # what the device machine lacks
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 KODAK_QUALITY = 95  # Kodak travels as JPEG 4:4:4 q 95 (4.5 MiB instead of 15)
 PREFLIGHT_S = 90
 
@@ -115,6 +114,8 @@ def libjpeg_quiet():
 def pack(a) -> int:
     from PIL import Image
 
+    from aecodec.codec.images import image_files, load_rgb
+
     carry = Path(a.carry)
     carry.mkdir(parents=True, exist_ok=True)
     if carry.resolve().is_relative_to(ROOT):  # git must ignore it, or it would travel twice
@@ -136,18 +137,18 @@ def pack(a) -> int:
     else:
         (carry / "init.pt").unlink(missing_ok=True)
 
-    kodak = sorted(p for p in Path(a.kodak).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    kodak = image_files([a.kodak])
     for p in kodak:
-        (carry / "kodak" / f"{p.stem}.jpg").write_bytes(jpeg(Image.open(p).convert("RGB"), KODAK_QUALITY))
+        (carry / "kodak" / f"{p.stem}.jpg").write_bytes(jpeg(Image.fromarray(load_rgb(p)), KODAK_QUALITY))
 
-    files = sorted(p for d in a.train for p in Path(d).rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    files = image_files(a.train, recursive=True)
     if not files:
         print(f"pack: no photos in {', '.join(a.train)}", file=sys.stderr)
         return 2
     used = {"tree": tree_bytes(), "wheels": _size(carry / "wheels"), "init": _size(carry / "init.pt"),
             "kodak": _size(carry / "kodak")}
     budget = int((a.limit_mib - MARGIN_MIB) * 2**20) - sum(used.values())
-    photos = [shrink(Image.open(p).convert("RGB"), a.crop) for p in files]
+    photos = [shrink(Image.fromarray(load_rgb(p)), a.crop) for p in files]
     # The JPEG quality that fits: estimated on every 4th photo, then confirmed on all of them.
     sample = photos[::4]
     q = next((q for q in range(a.max_quality, a.min_quality - 1, -1)
@@ -255,9 +256,9 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
 
     job.begin("import")
     import aecodec  # noqa: F401
-    from PIL import Image
-
+    from aecodec.codec.images import image_files, load_rgb
     from aecodec.models.checkpoint import load_checkpoint
+    from aecodec.models.registry import DEFAULT_MODEL_ID, SHIPPED_DIR
     from aecodec.train import CropSampler, load_images, optimise, optimisers, set_bf16
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -287,10 +288,10 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
     job.done("device")
 
     job.begin("data")
-    init = carry / "init.pt" if (carry / "init.pt").is_file() else ROOT / "aecodec/models/weights/mean-scale-vr-128.pt"
+    init = carry / "init.pt" if (carry / "init.pt").is_file() else SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt"
     model, ckpt = load_checkpoint(init)
     photos = sorted((carry / "train").glob("*"))
-    kodak = sorted(p for p in (carry / "kodak").glob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    kodak = image_files([carry / "kodak"])
     if not photos or not kodak:
         raise JobFailed("data", f"{carry}/train has {len(photos)} photos, {carry}/kodak {len(kodak)} images",
                         "run `python scripts/device_job.py pack` here and carry .carry")
@@ -313,7 +314,7 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
         times[key] = time.perf_counter() - t
         return out
 
-    rgb = np.asarray(Image.open(kodak[0]).convert("RGB"))
+    rgb = load_rgb(kodak[0])
     aecodec.decode(aecodec.encode(rgb, 50.0, model=weights, device=device.type), model=weights, device=device.type)
     data = timed("encode", lambda: aecodec.encode(rgb, 50.0, model=weights, device=device.type))
     timed("decode", lambda: aecodec.decode(data, model=weights, device=device.type))
@@ -439,6 +440,7 @@ def plan(job: Job, pf: dict) -> dict:
 
 
 def run_training(job: Job, pf: dict, p: dict, carry: Path) -> Path:
+    from aecodec.models.checkpoint import read_checkpoint
     from aecodec.train import TrainOptions, train
 
     job.begin("train")
@@ -454,8 +456,7 @@ def run_training(job: Job, pf: dict, p: dict, carry: Path) -> Path:
                      device=pf["device"].type, stop_at=p["stop_at"], save_every_minutes=1.5,
                      log_every=int(env("LOG_EVERY", "200")), progress=False)
     train(o, log=lambda s: print(s, flush=True))
-    import torch
-    rec = torch.load(o.out, map_location="cpu", weights_only=True)["training"]["chunks"][-1]
+    rec = read_checkpoint(o.out)["training"]["chunks"][-1]
     job.done("train", from_step=rec["from_step"], to_step=rec["to_step"], minutes=rec["minutes"],
              crops_per_s=rec["crops_per_s"], batch=pf["batch"], crop=pf["crop"], lr=lr, anneal=anneal,
              schedule_steps=steps)
@@ -466,7 +467,7 @@ def export_and_write(job: Job, chunk: Path) -> Path:
     """The mandatory end: fp32 weights in parts of ≤ 15 MiB, their checksum and record → $OUT."""
     import hashlib
 
-    import torch
+    from aecodec.models.checkpoint import read_checkpoint
     from aecodec.train import export
 
     job.begin("export")
@@ -476,7 +477,7 @@ def export_and_write(job: Job, chunk: Path) -> Path:
     for i in range(0, len(data), BACK_MIB * 2**20):
         (job.out / f"weights.pt.part-{i // (BACK_MIB * 2**20):02d}").write_bytes(data[i:i + BACK_MIB * 2**20])
     (job.out / "weights.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  weights.pt\n")
-    c = torch.load(weights, map_location="cpu", weights_only=True)
+    c = read_checkpoint(weights)
     (job.out / "record.json").write_text(json.dumps({"weights_hash": c["weights_hash"], "training": c["training"]},
                                                     indent=1))
     job.report["weights"] = {"hash": c["weights_hash"], "bytes": len(data), "step": c["training"].get("steps")}

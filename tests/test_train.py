@@ -231,21 +231,25 @@ def test_amp_and_channels_last_train_on_cpu(data_dir, tmp_path):
 
 
 def test_evaluation_codes_real_bitstreams(data_dir, tmp_path):
-    """The eval lines report what the codec really writes and decodes for the same weights."""
+    """evaluate()'s bpp and PSNR equal an independent computation: each image encoded by the public
+    API with the exported (fp32) weights, bpp from the file's bytes, PSNR with numpy on the decoded
+    pixels; only the first --eval-images files (sorted) count, and the level is q/100·(L−1)."""
     ev = tmp_path / "kodak"
     ev.mkdir()
-    imgs = [smooth_image(70, 90, seed=5), smooth_image(64, 100, seed=6)]
+    imgs = [smooth_image(70, 90, seed=5), smooth_image(64, 100, seed=6), smooth_image(80, 80, seed=7)]
     for i, a in enumerate(imgs):
         Image.fromarray(a).save(ev / f"k{i}.png")
+    imgs = imgs[:2]  # k2.png is beyond eval_images
     ckpt, weights, logs = tmp_path / "run.pt", tmp_path / "w.pt", []
     train(opts(data_dir, ckpt, steps=3, eval_dir=ev, eval_every=2, eval_images=2), log=logs.append)
     evals = [l for l in logs if l.startswith("eval ")]
     assert [l.split()[2] for l in evals] == ["2:"] * 3 + ["3:"] * 3
-    assert "level 3.50 (q 50) bpp" in evals[1]
+    assert "level 3.50 (q 50) bpp" in evals[1] and "(2 images," in evals[1]
     _, state = load_checkpoint(ckpt)
     record = state["training"]["eval"]
     assert record["step"] == 3 and record["images"] == 2
     assert [r["quality"] for r in record["results"]] == [25, 50, 75]
+    assert [r["level"] for r in record["results"]] == [0.25 * 7, 0.5 * 7, 0.75 * 7]  # 8 levels
 
     from aecodec.train import export
     export(ckpt, weights, log=lambda *_: None, storage="fp32")  # the very weights that were evaluated
@@ -254,10 +258,45 @@ def test_evaluation_codes_real_bitstreams(data_dir, tmp_path):
         for a in imgs:
             data = aecodec.encode(a, quality=r["quality"], model=weights)
             dec = np.asarray(aecodec.decode(data, model=weights)).astype(np.float64)
+            assert dec.shape == a.shape
             bpp.append(8 * len(data) / (a.shape[0] * a.shape[1]))
-            psnr.append(10 * np.log10(255**2 / np.mean((dec - a) ** 2)))
-        assert r["bpp"] == pytest.approx(np.mean(bpp), rel=1e-9)
-        assert r["psnr"] == pytest.approx(np.mean(psnr), rel=1e-9)
+            psnr.append(10 * np.log10(255**2 / np.mean((dec - a.astype(np.float64)) ** 2)))
+        assert abs(r["bpp"] - np.mean(bpp)) <= 1e-9 * np.mean(bpp)
+        assert abs(r["psnr"] - np.mean(psnr)) <= 1e-9 * np.mean(psnr)
+
+
+def test_an_unreadable_photo_is_skipped_with_a_warning_and_training_runs(data_dir, tmp_path):
+    (data_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    (data_dir / "notes.txt").write_text("not an image (no image suffix): not even looked at")
+    ckpt, logs = tmp_path / "run.pt", []
+    train(opts(data_dir, ckpt, steps=2), log=logs.append)
+    warnings = [l for l in logs if l.startswith("warning:")]
+    assert len(warnings) == 1 and f"skipped {data_dir / 'broken.jpg'}: cannot read image" in warnings[0]
+    assert any(l.startswith("4 images (") and "; 1 unreadable skipped)" in l for l in logs), logs
+    _, state = load_checkpoint(ckpt)
+    assert state["step"] == 2
+    # Only unreadable photos: a one-line TrainError, not a traceback.
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "broken.png").write_bytes(b"junk")
+    with pytest.raises(TrainError, match=r"no training images found in .*bad \(1 unreadable\)"):
+        train(opts(only_bad, tmp_path / "x.pt"), log=lambda *_: None)
+
+
+def test_load_images_applies_exif_orientation(tmp_path):
+    from aecodec.train import load_images
+
+    stored = smooth_image(64, 96, seed=3)  # 96 wide, 64 high as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored image is shown rotated 90° clockwise
+    Image.fromarray(stored).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
+    with Image.open(tmp_path / "rotated.jpg") as im:
+        raw = np.asarray(im.convert("RGB"))  # the decoded pixels, orientation not applied
+    (x,) = load_images([tmp_path])
+    assert x.dtype == torch.uint8 and x.shape == (3, 96, 64)  # transposed: 64 wide, 96 high
+    shown = x.permute(1, 2, 0).numpy()
+    assert np.array_equal(shown, np.rot90(raw, k=-1))  # clockwise
+    assert not np.array_equal(shown, np.rot90(raw, k=1))
 
 
 def test_ms_ssim_trains_at_crop_192_and_refuses_small_crops(data_dir, tmp_path):

@@ -1,0 +1,150 @@
+"""The state of one chunk of training (:class:`Run`) and how it is built (:func:`set_up`): a new,
+resumed (``--resume``) or continued (``--init-from``) model on its device, its optimisers, the crop
+sampler over the training photos and the evaluation images."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..models.checkpoint import load_checkpoint
+from ..models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from .data import CropSampler, load_images, read_images
+from .distributed import Dist, seed_for, wrap_ddp
+from .options import TrainOptions
+from .step import lr_at, optimisers, set_bf16
+
+__all__ = ["Run", "set_up"]
+
+
+@dataclass
+class Run:
+    """Everything one chunk of training holds; the loop's functions read and advance it."""
+
+    o: TrainOptions  # a continued run's model_id is its checkpoint's
+    d: Dist
+    device: torch.device
+    log: Callable[[str], object]
+    model: MeanScaleHyperprior
+    forward: Callable  # the model, or its DDP / compiled wrapper
+    opt: torch.optim.Optimizer
+    aux_opt: torch.optim.Optimizer
+    sampler: CropSampler
+    eval_images: list[torch.Tensor]
+    record: dict  # the training record: data, chunks so far, latest eval
+    step: int  # global step
+    fresh: bool  # --init-from: fresh optimisers, LR ramp
+    chunk_start_step: int  # the global step this chunk started at
+    start: float  # time.monotonic() when the chunk started (photos loaded)
+    last_save: float
+    loop_start: float = 0.0  # …when the loop started (after the baseline eval), for crops/s
+    loop_step: int = 0
+    bar: object = None  # tqdm bar or None
+    ema: torch.Tensor | None = None  # running loss, bpp, psnr (float64, on the device)
+
+    def lr(self, s: int) -> float:
+        """The schedule (:func:`lr_at`), times a ramp over --init-warmup steps after --init-from."""
+        ramp = min(1.0, (s - self.chunk_start_step + 1) / self.o.init_warmup) if self.fresh else 1.0
+        return lr_at(s, self.o) * ramp
+
+    def log_line(self, line: str) -> None:
+        """A log line that does not tear the progress bar."""
+        with self.bar.external_write_mode() if self.bar is not None else nullcontext():
+            self.log(line)
+
+
+def set_up(o: TrainOptions, d: Dist, device: torch.device, log) -> Run:
+    """Model, optimisers, crops and evaluation images of a new, resumed or --init-from chunk."""
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    torch.manual_seed(o.seed)
+    model, o, step, record, ckpt = _start_from(o)
+    fresh = bool(o.init_from)
+    if d.world > 1 or fresh:
+        # Each rank (and each --init-from chunk) draws its own crops, levels and noise.
+        torch.manual_seed(seed_for(o.seed, d.rank, step))
+    _prepare(model, o, device)
+    opt, aux_opt = optimisers(model, o.lr)
+    if ckpt is not None and "optimizer" in ckpt:
+        _restore(ckpt, opt, aux_opt, d, device)
+    forward = wrap_ddp(model, device) if d.world > 1 else model
+    if o.compile:
+        forward = torch.compile(forward)
+
+    log(f"loading images from {', '.join(map(str, o.data))} …")
+    sampler, unreadable = _sampler(o, device, log)
+    eval_images = load_images([o.eval_dir], log=log)[:o.eval_images] if o.eval_dir is not None and d.main else []
+    log(f"{sampler.photos} images ({sampler.copies} scaled copies"
+        + (f"; {unreadable} unreadable skipped" if unreadable else "")
+        + f"); device {device}; starting at step {step}"
+        + (f"; {d.world} processes × batch {o.batch_size}" if d.world > 1 else "")
+        + (f"; weights from {o.init_from}, fresh optimiser" if fresh else ""))
+    now = time.monotonic()
+    run = Run(o=o, d=d, device=device, log=log, model=model, forward=forward, opt=opt, aux_opt=aux_opt,
+              sampler=sampler, eval_images=eval_images, record=record, step=step, fresh=fresh,
+              chunk_start_step=step, start=now, last_save=now, loop_start=now, loop_step=step)
+    if d.main and (o.progress if o.progress is not None else sys.stderr.isatty()):
+        from tqdm import tqdm
+
+        run.bar = tqdm(total=o.steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
+    return run
+
+
+def _start_from(o: TrainOptions) -> tuple[MeanScaleHyperprior, TrainOptions, int, dict, dict | None]:
+    """The model, the options (a continued run keeps its model id), the global step, the training
+    record and the resumable checkpoint (None unless --resume)."""
+    record: dict = {"data": [str(p) for p in o.data], "distortion": o.distortion,
+                    "batch_size": o.batch_size, "crop": o.crop, "lr": o.lr, "chunks": []}
+    ckpt = None
+    if o.resume:
+        model, ckpt = load_checkpoint(o.resume)
+        step = int(ckpt["step"])
+        record = ckpt.get("training") or record
+        o = dataclasses.replace(o, model_id=ckpt["model_id"])
+    elif o.init_from:
+        model, src = load_checkpoint(o.init_from)
+        record = dict(src.get("training") or record)
+        step = int(src.get("step", record.get("steps", 0)))
+        o = dataclasses.replace(o, model_id=src["model_id"])
+    else:
+        cfg = HyperpriorConfig(N=o.N, M=o.M, **({"lambdas": tuple(o.lambdas)} if o.lambdas else {}))
+        model, step = MeanScaleHyperprior(cfg), 0
+    record.setdefault("chunks", [])
+    return model, o, step, record, ckpt
+
+
+def _prepare(model: MeanScaleHyperprior, o: TrainOptions, device: torch.device) -> None:
+    """The model on the device in training mode, in the memory format and precision asked for."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        # h_s fake-quantises to a 2⁻¹⁰ grid: keep its float32 convolutions true float32.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model.to(device).train()
+    if o.channels_last:
+        model.to(memory_format=torch.channels_last)
+    set_bf16(model, o.amp == "bf16")
+
+
+def _restore(ckpt: dict, opt, aux_opt, d: Dist, device: torch.device) -> None:
+    """A resumed chunk continues both optimisers and (one process) the random streams."""
+    opt.load_state_dict(ckpt["optimizer"])
+    aux_opt.load_state_dict(ckpt["aux_optimizer"])
+    if d.world == 1:
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+
+
+def _sampler(o: TrainOptions, device: torch.device, log) -> tuple[CropSampler, int]:
+    """The crop sampler over the training photos (on the GPU when training on CUDA, unless told
+    otherwise) and how many photos were unreadable."""
+    images, unreadable = read_images(o.data, log=log)
+    on_device = o.data_on_device if o.data_on_device is not None else device.type == "cuda"
+    return CropSampler(images, o.crop, device if on_device else torch.device("cpu")), len(unreadable)
