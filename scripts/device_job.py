@@ -170,7 +170,7 @@ def pack(a) -> int:
                 "kodak_images": len(kodak), "kodak_jpeg_quality": KODAK_QUALITY, "crop_floor": a.crop,
                 "limit_mib": a.limit_mib, "margin_mib": MARGIN_MIB,
                 "mib": {k: round(v / 2**20, 2) for k, v in used.items()},
-                "total_mib": round(sum(used.values()) / 2**20, 2)}
+                "total_mib": round(sum(used.values()) / 2**20, 2), "bytes": dict(used)}
     (carry / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print("what the call carries (MiB):")
     for k, v in manifest["mib"].items():

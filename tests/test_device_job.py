@@ -69,14 +69,15 @@ def test_pack_carries_every_photo_within_the_budget(carry):
 
 def test_pack_lowers_the_quality_to_fit_and_refuses_what_cannot_fit(carry, tmp_path):
     m = json.loads((carry / "manifest.json").read_text())
-    tight = m["total_mib"] - m["mib"]["train"] + m["margin_mib"] + m["mib"]["train"] * 0.7
+    used = m["bytes"]  # exact: the MiB figures are rounded to 0.01, more than these photos weigh
+    tight = round((sum(used.values()) - 0.3 * used["train"]) / 2**20 + m["margin_mib"], 4)
     args = ["pack", "--carry", str(tmp_path / "c"), "--train", str(carry.parent / "photos"), "--kodak", str(carry.parent / "kodak"),
             "--crop", "64", "--no-wheels"]
     r = run_job(args + ["--limit-mib", f"{tight:.4f}"])
     assert r.returncode == 0, r.stderr
     m2 = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert m2["photos"] == 4 and m2["train_jpeg_quality"] < m["train_jpeg_quality"]
-    assert m2["total_mib"] <= tight - m["margin_mib"] + 0.01  # (the manifest rounds to 0.01 MiB)
+    assert sum(m2["bytes"].values()) <= (tight - m["margin_mib"]) * 2**20
     r = run_job(args + ["--limit-mib", f"{m['mib']['tree'] + 0.5:.4f}"])
     assert r.returncode == 2 and "MiB" in r.stderr and "Traceback" not in r.stderr
 
