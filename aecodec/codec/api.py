@@ -52,9 +52,7 @@ def check_quality(quality) -> float:
 
 def check_target(target_size=None, target_bpp=None) -> Callable[[int, int], int] | None:
     """The byte budget as a function ``(width, height) -> bytes``, or None without a target;
-    checked before the image is read."""
-    if target_size is not None and target_bpp is not None:
-        raise CodecError("give one of target size or target bpp, not both")
+    checked before the image is read (its callers refuse a quality and a target together)."""
     if target_size is not None:
         if isinstance(target_size, bool) or not isinstance(target_size, int) or target_size <= 0:
             raise CodecError(f"target size must be a positive number of bytes, got {target_size!r}")
