@@ -147,6 +147,7 @@ def encode(
     quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
     target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed, e.g. 50000, 50k, 1.5M (k, M = 1000s; KiB, MiB = 1024s): the best quality that fits is searched (like cwebp -size). An error if even quality 0 does not fit.")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed in bits per pixel (whole file, header included); the best quality that fits is searched.")] = None,
+    effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9 (like cjxl -e): higher searches longer for smaller files at the same quality; every effort decodes the same way. 1 (default) is fastest; 5 gives most of the gain in seconds, 9 the most.")] = 1,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
@@ -156,6 +157,7 @@ def encode(
 
     Quality runs from 0 (smallest file) to 100 (best image); 75 is the default, like cwebp. Or
     give a size budget (--target-size / --target-bpp): the best quality that fits is found.
+    --effort trades encode time for smaller files.
     """
     from .codec import api, files
 
@@ -180,7 +182,8 @@ def encode(
         if src == "-":
             import io
             source = io.BytesIO(source)
-        data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, model=model, device=device)
+        data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
+                          device=device, progress=not quiet)
         if dst == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()

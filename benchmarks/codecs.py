@@ -309,6 +309,7 @@ class AECodec(Codec):
     name, label = "aecodec", "aecodec"
     qualities = (0, 15, 30, 45, 60, 75, 90, 100)
     gray_ok = False  # aecodec.encode takes RGB
+    effort = 1
 
     def _api(self):
         try:
@@ -324,13 +325,13 @@ class AECodec(Codec):
 
     def settings(self):
         try:
-            return {"version": getattr(self._api(), "__version__", None)}
+            return {"version": getattr(self._api(), "__version__", None), "effort": self.effort}
         except CodecUnavailable:
-            return {}
+            return {"effort": self.effort}
 
     def encode(self, image, quality):
         try:
-            return self._api().encode(image, quality=float(quality))
+            return self._api().encode(image, quality=float(quality), effort=self.effort)
         except ImportError as e:
             raise CodecUnavailable(f"aecodec.encode raised ImportError: {e}") from e
 
@@ -338,14 +339,27 @@ class AECodec(Codec):
         return self._api().decode(data)
 
 
+# Higher efforts search per image (seconds to a minute an encode on a CPU): three qualities
+# spanning the curve, enough for a BD-rate against effort 1 over the range they cover.
+EFFORT_QUALITIES = (15, 45, 75)
+
+
+def _aecodec_at(effort: int) -> type[AECodec]:
+    return type(f"AECodecEffort{effort}", (AECodec,), {
+        "name": f"aecodec-e{effort}", "label": f"aecodec effort {effort}", "effort": effort,
+        "qualities": EFFORT_QUALITIES, "__doc__": f"aecodec at --effort {effort}."})
+
+
 _ALL = [AECodec, JPEG420, JPEG444, WebP, AVIF, JPEGXL, HEIC, JPEG2000, PCA8x8]
 
 CODECS: dict[str, type[Codec]] = {c.name: c for c in _ALL}
 CLASSICAL: tuple[str, ...] = tuple(n for n in CODECS if n != "aecodec")
+# not in "all": run them with --efforts
+EFFORT_CODECS: dict[str, type[Codec]] = {c.name: c for c in (_aecodec_at(e) for e in range(2, 10))}
 
 
 def get_codec(name: str) -> Codec:
     try:
-        return CODECS[name]()
+        return {**CODECS, **EFFORT_CODECS}[name]()
     except KeyError:
-        raise KeyError(f"unknown codec {name!r}; choose from {', '.join(CODECS)}") from None
+        raise KeyError(f"unknown codec {name!r}; choose from {', '.join(CODECS)}, {', '.join(EFFORT_CODECS)}") from None

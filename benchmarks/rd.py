@@ -34,7 +34,7 @@ from aecodec.codec.format import Layout
 from aecodec.codec.images import image_files, prepare_image, to_image
 from aecodec.metrics import MS_SSIM_MIN_SIDE, image_metrics, ms_ssim_db
 from benchmarks.bdrate import bd_rate
-from benchmarks.codecs import CLASSICAL, CODECS, CodecUnavailable, get_codec
+from benchmarks.codecs import CLASSICAL, CODECS, EFFORT_CODECS, EFFORT_QUALITIES, CodecUnavailable, get_codec
 
 METRICS = (("psnr", "PSNR"), ("ssim", "SSIM"), ("ms_ssim_db", "MS-SSIM (dB)"))
 PUBLISHED_SOURCE = "CompressAI results/image/kodak (InterDigitalInc/CompressAI, commit 869a9f5)"
@@ -125,12 +125,12 @@ class PeakMemory:
         return False
 
 
-def _init_worker() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def _init_worker(threads: int = 1) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     except ImportError:
         pass
 
@@ -161,18 +161,19 @@ def run_job(job: tuple[str, str, list]) -> dict:
     return out
 
 
-def run_jobs(jobs: list, workers: int, progress: bool = True) -> list[dict]:
+def run_jobs(jobs: list, workers: int, progress: bool = True, threads: int = 1) -> list[dict]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc="rd", unit="job", disable=not progress, mininterval=1.0, file=sys.stderr)
     results = []
     if workers <= 1:
+        _init_worker(threads)
         for job in jobs:
             results.append(run_job(job))
             bar.update()
     else:
         # spawn, not fork: the parent may already hold torch / OpenMP threads.
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(threads,)) as pool:
             for res in pool.imap_unordered(run_job, jobs, chunksize=1):
                 results.append(res)
                 bar.set_postfix_str(f"{res['codec']} {res['image']}", refresh=False)
@@ -212,7 +213,7 @@ def summarise(selected: list[str], prechecked: dict[str, str], results: list[dic
     """Per codec: status, settings, per-image points and the mean curve."""
     summary = {}
     for name in selected:
-        codec = CODECS[name]()
+        codec = get_codec(name)
         entry = {"label": codec.label, "status": "ok", "reason": None, "settings": codec.settings(),
                  "qualities": list(qualities[name]), "cpu_s": 0.0, "mean": [], "per_image": {}}
         if name in prechecked:
@@ -257,7 +258,7 @@ def _curve(c: dict, key: str):
 def bd_rate_rows(summary: dict, published: list[dict], method: str) -> list[dict]:
     """aecodec and each published curve against every baseline; each baseline against JPEG 4:2:0."""
     ok = [n for n, c in summary.items() if c["status"] == "ok"]
-    baselines = [n for n in ok if n != "aecodec"]
+    baselines = [n for n in ok if n != "aecodec" and n not in EFFORT_CODECS]
     pairs = [("aecodec", summary["aecodec"], b) for b in baselines if "aecodec" in ok]
     pairs += [(ref["label"], ref, b) for ref in published for b in baselines]
     if "jpeg-420" in ok:
@@ -281,6 +282,66 @@ def bd_markdown(rows: list[dict]) -> str:
              "|---|---|" + "---:|" * len(METRICS)]
     lines += [f"| {r['test']} | {r['anchor']} | " + " | ".join(fmt(r[k]) for k, _ in METRICS) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def effort_rows(summary: dict) -> list[dict]:
+    """Each effort level against effort 1 (the ``aecodec`` codec) on the images both ran: BD-rate
+    (PSNR and MS-SSIM dB, PCHIP) of the mean curves, and the mean encode seconds per image."""
+    base = summary.get("aecodec")
+    if not base or base["status"] != "ok":
+        return []
+    rows = []
+    for name in sorted((n for n in summary if n in EFFORT_CODECS), key=lambda n: EFFORT_CODECS[n].effort):
+        c = summary[name]
+        if c["status"] != "ok":
+            continue
+        shared = sorted(set(c["per_image"]) & set(base["per_image"]))
+        anchor = mean_curve({img: base["per_image"][img] for img in shared})
+        test = mean_curve({img: c["per_image"][img] for img in shared})
+        row = {"effort": EFFORT_CODECS[name].effort, "codec": name, "n_images": len(shared),
+               "qualities": c["qualities"]}
+        for key in ("psnr", "ms_ssim_db"):
+            row[f"bd_{key}"] = bd_rate([p["bpp"] for p in anchor], [p[key] for p in anchor],
+                                       [p["bpp"] for p in test], [p[key] for p in test])
+        row["encode_s"] = _mean(p["encode_s"] for img in shared for p in c["per_image"][img])
+        row["encode_s_effort1"] = _mean(p["encode_s"] for img in shared for p in base["per_image"][img]
+                                        if p["quality"] in c["qualities"])
+        rows.append(row)
+    return rows
+
+
+def effort_markdown(rows: list[dict]) -> str:
+    def pct(v):
+        return "—" if v is None else f"{v:+.1f} %"
+
+    lines = ["| effort | images | BD-rate PSNR | BD-rate MS-SSIM | encode s / image | effort 1 s / image |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['effort']} | {r['n_images']} | {pct(r['bd_psnr'])} | {pct(r['bd_ms_ssim_db'])} | "
+              f"{r['encode_s']:.1f} | {r['encode_s_effort1']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_effort(rows: list[dict], path: Path, title: str) -> None:
+    """BD-rate against effort 1 versus encode seconds per image, one point per effort level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = [r for r in rows if r["bd_psnr"] is not None]
+    ax.plot([r["encode_s"] for r in pts], [r["bd_psnr"] for r in pts], "o-", color="black")
+    for r in pts:
+        ax.annotate(f"e{r['effort']} ({r['n_images']} img)", (r["encode_s"], r["bd_psnr"]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("encode seconds per image")
+    ax.set_ylabel("BD-rate (PSNR) vs effort 1, %")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -437,10 +498,11 @@ def parse_codecs(text: str) -> list[str]:
             names += list(CODECS)
         elif item == "classical":
             names += list(CLASSICAL)
-        elif item in CODECS:
+        elif item in CODECS or item in EFFORT_CODECS:
             names.append(item)
         elif item:
-            raise argparse.ArgumentTypeError(f"unknown codec {item!r}; choose from all, classical, {', '.join(CODECS)}")
+            raise argparse.ArgumentTypeError(f"unknown codec {item!r}; choose from all, classical, {', '.join(CODECS)}, "
+                                             f"{', '.join(EFFORT_CODECS)}")
     return list(dict.fromkeys(names))
 
 
@@ -450,13 +512,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output folder for results.json, rd.png, bdrate.md")
     p.add_argument("--codecs", type=parse_codecs, default=list(CODECS),
                    help="comma-separated codec ids, or 'all' / 'classical' (default: all): " + ", ".join(CODECS))
+    p.add_argument("--efforts", type=parse_efforts, default=[],
+                   help="also run aecodec at these --effort levels (2-9, comma-separated), at qualities "
+                        f"{', '.join(map(str, EFFORT_QUALITIES))}; reports each one's BD-rate against effort 1 "
+                        "(the aecodec codec, added when absent) and encode time (effort.md, effort.png)")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="only the first N images of the dataset")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: usable cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per worker (default 1; --jobs 1 --threads 2 times encodes on 2 cores)")
     p.add_argument("--quick", action="store_true",
                    help=f"CI mode: first {QUICK_IMAGES} images, {QUICK_POINTS} qualities per codec")
     p.add_argument("--published", type=Path, default=None,
                    help="folder of published Kodak curves (default: <dataset>/../../reference/kodak-published)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
+
+
+def parse_efforts(text: str) -> list[int]:
+    try:
+        efforts = [int(e) for e in text.split(",") if e.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"efforts must be integers 2-9, comma-separated, not {text!r}") from None
+    if not efforts or any(not 2 <= e <= 9 for e in efforts):
+        raise argparse.ArgumentTypeError(f"efforts must be integers 2-9 (1 is the aecodec codec), not {text!r}")
+    return list(dict.fromkeys(efforts))
 
 
 def quick_qualities(qualities) -> list:
@@ -472,8 +551,10 @@ def main(argv=None) -> int:
     if not all_images:
         print(f"no PNG/JPEG images in {args.dataset}", file=sys.stderr)
         return 2
-    images = all_images[:QUICK_IMAGES] if args.quick else all_images
+    images = all_images[:QUICK_IMAGES] if args.quick else all_images[:args.images]
     workers = args.jobs or started["usable_cpus"] or 1
+    if args.efforts:
+        args.codecs = list(dict.fromkeys([*args.codecs, "aecodec", *(f"aecodec-e{e}" for e in args.efforts)]))
 
     qualities, prechecked = {}, {}
     for name in args.codecs:
@@ -489,7 +570,7 @@ def main(argv=None) -> int:
     jobs = [(str(img), name, qualities[name]) for name in runnable for img in images]
     print(f"{len(images)} images x {len(runnable)} codecs = {len(jobs)} jobs on {workers} workers", file=sys.stderr)
 
-    results = run_jobs(jobs, workers, progress=not args.no_progress)
+    results = run_jobs(jobs, workers, progress=not args.no_progress, threads=args.threads)
     summary = summarise(args.codecs, prechecked, results, qualities)
 
     # Published Kodak curves are only comparable on the whole Kodak set.
@@ -503,6 +584,7 @@ def main(argv=None) -> int:
             print(published_note, file=sys.stderr)
 
     bd = {m: bd_rate_rows(summary, published, m) for m in ("pchip", "cubic")}
+    effort = effort_rows(summary)
     failures = sanity_checks(summary)
     wall_s = time.perf_counter() - wall0
 
@@ -515,15 +597,15 @@ def main(argv=None) -> int:
         "dataset": {"path": str(args.dataset.resolve()), "name": name, "n_images_in_folder": len(all_images),
                     "images": [_image_info(p) for p in images]},
         "settings": {"argv": sys.argv[1:] if argv is None else list(argv), "codecs": args.codecs,
-                     "jobs": workers, "quick": args.quick},
+                     "jobs": workers, "threads": args.threads, "quick": args.quick},
         "notes": {
             "bpp": "len(encoded bytes) * 8 / (width * height), from the real bitstream (container included)",
             "psnr": "dB, 8-bit RGB over all channels (gray plane for gray inputs); mean curve = mean of per-image PSNR",
             "ssim": "pytorch-msssim, data_range=255, window 11, sigma 1.5; RGB channels averaged",
             "ms_ssim": f"pytorch-msssim, data_range=255, 5 scales; null for images with a side < {MS_SSIM_MIN_SIDE} px; "
                        "ms_ssim_db = -10 log10(1 - MS-SSIM); mean curve: dB of the mean MS-SSIM",
-            "time": "encode_s / decode_s: wall-clock seconds of one call in a single-threaded worker, "
-                    f"{workers} workers running at once (CPU load from other processes also counts)",
+            "time": f"encode_s / decode_s: wall-clock seconds of one call in a worker of {args.threads} torch "
+                    f"thread(s), {workers} worker(s) running at once (CPU load from other processes also counts)",
             "memory": "peak_mem_mb: resident-set high-water mark (Linux VmHWM, reset via /proc/self/clear_refs "
                       "after glibc malloc_trim) during encode+decode minus the RSS just before, in MiB; "
                       "peak_rss_mb: the absolute VmHWM "
@@ -538,6 +620,7 @@ def main(argv=None) -> int:
         "codecs": summary,
         "published": published,
         "bd_rate": bd,
+        "effort": effort,
         "checks": {"passed": not failures, "failures": failures},
         "wall_s": wall_s,
         "cpu_s_jobs": sum(r["cpu_s"] for r in results),
@@ -554,9 +637,14 @@ def main(argv=None) -> int:
         md += [f"## {heading}", "", bd_markdown(bd[method]) if bd[method] else "(no pairs to compare)", ""]
     (args.out / "bdrate.md").write_text("\n".join(md))
 
+    if effort:
+        (args.out / "effort.md").write_text(f"# Encoder effort on {title}\n\n" + effort_markdown(effort) + "\n")
+        plot_effort(effort, args.out / "effort.png", f"Encoder effort on {title}")
     print_means(summary)
     print("\nBD-rate (PCHIP):\n" + (bd_markdown(bd["pchip"]) if bd["pchip"] else "(no pairs to compare)"))
-    print(f"\nwrote {args.out}/results.json, rd.png, bdrate.md in {wall_s:.0f} s "
+    if effort:
+        print("\nEffort (BD-rate PSNR/PCHIP against effort 1 on the same images):\n" + effort_markdown(effort))
+    print(f"\nwrote {args.out}/results.json, rd.png, bdrate.md{', effort.md, effort.png' if effort else ''} in {wall_s:.0f} s "
           f"({report['cpu_s_jobs']:.0f} CPU s in jobs)")
     if failures:
         print("SANITY CHECKS FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)

@@ -226,6 +226,30 @@ def test_quick_run_writes_sane_results_json_plot_and_bd_table(dataset, tmp_path)
     assert "| test | anchor |" in (out / "bdrate.md").read_text()
 
 
+def test_effort_axis_reports_bd_rate_and_time_against_effort_1(dataset, tmp_path):
+    aecodec_api_or_skip()
+    out = tmp_path / "out"
+    code = rd.main(["--dataset", str(dataset), "--out", str(out), "--quick", "--codecs", "jpeg-420", "--efforts", "3",
+                    "--images", "1", "--jobs", "1", "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["codecs"]) == {"jpeg-420", "aecodec", "aecodec-e3"}
+    assert len(res["dataset"]["images"]) == 1
+    assert res["codecs"]["aecodec-e3"]["settings"]["effort"] == 3
+    (row,) = res["effort"]
+    assert row["effort"] == 3 and row["n_images"] == 1 and row["bd_psnr"] is not None
+    assert row["encode_s"] > row["encode_s_effort1"] > 0  # the search costs time
+    assert all("aecodec-e3" not in (r["anchor"], r["test"]) for r in res["bd_rate"]["pchip"])
+    assert "| 3 | 1 |" in (out / "effort.md").read_text()
+    assert (out / "effort.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("bad", ["1", "10", "x", ""])
+def test_efforts_outside_2_to_9_are_refused(bad):
+    with pytest.raises(SystemExit):
+        rd.parse_args(["--dataset", ".", "--out", ".", "--efforts", bad])
+
+
 class _BrokenCodec(Codec):
     """Returns a flat gray image whatever the input: bpp fine, PSNR far too low."""
 

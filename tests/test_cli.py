@@ -217,3 +217,20 @@ def test_console_script_is_installed():
         pytest.skip("console script not installed (package not pip-installed)")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "encode" in r.stdout
+
+
+def test_encode_effort_writes_the_same_file_as_the_api(photo, tmp_path):
+    import aecodec
+
+    ok(runner.invoke(app, ["encode", str(photo), "-o", str(tmp_path / "e.aec"), "-q", "60", "-e", "4", "--quiet"]))
+    assert (tmp_path / "e.aec").read_bytes() == aecodec.encode(photo, 60, effort=4)
+    ok(runner.invoke(app, ["encode", str(photo), "-o", str(tmp_path / "t.aec"), "--target-size", "400", "--effort", "3"]))
+    assert (tmp_path / "t.aec").stat().st_size <= 400
+
+
+@pytest.mark.parametrize("bad", ["0", "10", "fast"])
+def test_encode_refuses_an_effort_outside_1_to_9(photo, tmp_path, bad):
+    r = _run("encode", str(photo), "-o", str(tmp_path / "x.aec"), "-e", bad, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "effort" in r.stderr.lower()
+    assert not (tmp_path / "x.aec").exists()

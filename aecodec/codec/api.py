@@ -9,6 +9,7 @@ handling is :mod:`~aecodec.codec.files`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -22,10 +23,12 @@ from .errors import CodecError
 from .format import Container, FormatError, Layout
 from .images import ImageLike, png_plane, prepare_image, to_image
 from .ratesearch import encode_within
+from .refine import DEFAULT_EFFORT, ITERATIONS, check_effort, refine_tiles
 from .tiles import (
     DEFAULT_TILE,
     analyze_tiles,
     check_tile,
+    gained,
     latents,
     pack_latents,
     quality_to_level,
@@ -33,7 +36,8 @@ from .tiles import (
 )
 
 __all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_latents", "load_model",
-           "check_quality", "check_target", "pick_device", "CodecError", "DEFAULT_QUALITY", "quality_to_level"]
+           "check_quality", "check_target", "check_effort", "pick_device", "CodecError", "DEFAULT_QUALITY",
+           "DEFAULT_EFFORT", "quality_to_level"]
 
 DEFAULT_QUALITY = 75.0
 
@@ -94,20 +98,23 @@ def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", c
 
 # ----------------------------------------------------------------------------- encode
 def encode(image: ImageLike, quality: float | None = None, *, target_size: int | None = None,
-           target_bpp: float | None = None, model: str | os.PathLike | None = None,
-           device: str = "cpu", tile: int = DEFAULT_TILE) -> bytes:
+           target_bpp: float | None = None, effort: int = DEFAULT_EFFORT, model: str | os.PathLike | None = None,
+           device: str = "cpu", tile: int = DEFAULT_TILE, progress: bool = False) -> bytes:
     """Encode an image (PIL image, uint8 array or path) to .aec bytes.
 
     Give at most one of ``quality`` (0…100, default 75), ``target_size`` (bytes) or
     ``target_bpp`` (bits per pixel of the whole file): with a target, the result is the
     highest-quality file that is no larger (:func:`~aecodec.codec.ratesearch.encode_within`);
-    :class:`CodecError` if even quality 0 is larger. The image is coded in tiles of ``tile``
-    pixels (a multiple of 64): each tile's latent is computed from the tile plus a margin of
-    context, so memory stays bounded.
+    :class:`CodecError` if even quality 0 is larger. ``effort`` 1…9 spends encode time on smaller
+    files (:mod:`~aecodec.codec.refine`; 1 is the plain encoder, the decoder is the same for all);
+    ``progress`` shows a progress bar on stderr (on a terminal) while it searches. The image is
+    coded in tiles of ``tile`` pixels (a multiple of 64): each tile's latent is computed from the
+    tile plus a margin of context, so memory stays bounded.
     """
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
         raise CodecError("give one of quality, target size or target bpp, not several")
     q = check_quality(DEFAULT_QUALITY if quality is None else quality)
+    effort = check_effort(effort)
     if not check_tile(tile):
         raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {1024 * fmt.TILE_UNIT}, got {tile}")
     budget = check_target(target_size, target_bpp)
@@ -116,19 +123,42 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
     net, model_id, digest = load_model(model, device=device)
-    if budget is not None:
-        return encode_within(net, model_id, digest, rgb, alpha, layout, budget(w, h), tile)
-    return encode_with(net, model_id, digest, rgb, alpha, layout, q, tile)
+    with _progress_bar(effort, w, h, tile, budget is not None, progress) as tick:
+        if budget is not None:
+            return encode_within(net, model_id, digest, rgb, alpha, layout, budget(w, h), tile, effort=effort,
+                                 on_iteration=tick)
+        return encode_with(net, model_id, digest, rgb, alpha, layout, q, tile, effort=effort, on_iteration=tick)
 
 
 def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
-                layout: int, quality: float, tile: int = DEFAULT_TILE) -> bytes:
+                layout: int, quality: float, tile: int = DEFAULT_TILE, *, effort: int = DEFAULT_EFFORT,
+                on_iteration: Callable[[], None] | None = None) -> bytes:
     """Encode prepared pixels (:func:`~aecodec.codec.images.prepare_image`) with a model already
-    in memory — the one coding path, also used by training's evaluation. One tile's latent in
-    memory at a time."""
+    in memory — the one coding path, also used by training's evaluation. At effort 1, one tile's
+    latent in memory at a time; above, the tiles' latents are refined (:func:`refine_tiles`)."""
     h, w = rgb.shape[:2]
-    return pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, analyze_tiles(net, rgb, tile),
-                        png_plane(alpha))
+    analyses = analyze_tiles(net, rgb, tile)
+    if effort == 1:
+        coded = gained(net, analyses, quality)
+    else:
+        coded = refine_tiles(net, rgb, list(analyses), quality_to_level(quality, net.config.num_levels), tile,
+                             effort, gray=layout in Layout.GRAYS, on_iteration=on_iteration)
+    return pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, coded, png_plane(alpha))
+
+
+@contextlib.contextmanager
+def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool, show: bool):
+    """A tqdm bar over the refinement's iterations (shown on a terminal), or no bar."""
+    if not show or effort == 1:
+        yield None
+        return
+    from tqdm import tqdm
+
+    rows, cols = fmt.tile_grid(width, height, tile)
+    total = ITERATIONS[effort] * rows * cols
+    with tqdm(total=None if search else total, desc=f"effort {effort}", unit="it", leave=False,
+              disable=None) as bar:
+        yield lambda: bar.update()
 
 
 # ----------------------------------------------------------------------------- decode

@@ -1,5 +1,6 @@
 """Pillow plugin: after ``import aecodec``, ``PIL.Image.open("x.aec")`` decodes and
-``img.save("x.aec", quality=80)`` (or ``target_size=50_000`` / ``target_bpp=0.5``) encodes."""
+``img.save("x.aec", quality=80)`` (or ``target_size=50_000`` / ``target_bpp=0.5``; ``effort=1…9``)
+encodes."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _save(im: Image.Image, fp, filename) -> None:
 
     info = im.encoderinfo
     fp.write(encode(im, quality=info.get("quality"), target_size=info.get("target_size"),
-                    target_bpp=info.get("target_bpp")))
+                    target_bpp=info.get("target_bpp"), effort=info.get("effort", 1)))
 
 
 def register() -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from .errors import CodecError
+from .format import Layout
 from .images import png_plane
-from .tiles import DEFAULT_TILE, analyze_tiles, pack_latents
+from .refine import refine_tiles
+from .tiles import DEFAULT_TILE, analyze_tiles, gained, pack_latents, quality_to_level
 
-__all__ = ["QUALITY_STEP", "encode_within"]
+__all__ = ["QUALITY_STEP", "REFINED_TRIALS", "encode_within"]
 
 QUALITY_STEP = 0.05  # the search stops when the bracket is this narrow (the header keeps 0.01)
+REFINED_TRIALS = 3  # refined encodes at most, above effort 1 (each costs the effort's full search)
 
 
 def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: np.ndarray | None,
-                  layout: int, max_bytes: int, tile: int = DEFAULT_TILE) -> bytes:
+                  layout: int, max_bytes: int, tile: int = DEFAULT_TILE, *, effort: int = 1,
+                  on_iteration: Callable[[], None] | None = None) -> bytes:
     """The highest-quality file of at most ``max_bytes`` bytes (quality found to ``QUALITY_STEP``).
 
     g_a runs once; each trial re-applies the gain and entropy-codes — the very bytes
@@ -24,21 +29,64 @@ def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha:
     falsi on log(size), which is smooth in quality, guarded to shrink the bracket by ≥ 10 % a
     trial; it stops early when a file fills ≥ 99.5 % of the budget. Raises :class:`CodecError`
     when even quality 0 is larger than ``max_bytes``.
+
+    Above effort 1, refined files (:mod:`~aecodec.codec.refine`) are smaller than plain ones at
+    the same quality, so the budget buys a higher quality: from the plain answer q₁, the refined
+    file at q₁ gives the size ratio r, the plain search for ``max_bytes / r`` proposes q₂, and at
+    most :data:`REFINED_TRIALS` refined encodes (q₁, q₂, then halfway) settle it. Only files that
+    fit are returned; the plain file at q₁ always does.
     """
     h, w = rgb.shape[:2]
     latents = list(analyze_tiles(net, rgb, tile))
     alpha_png = png_plane(alpha)
 
-    def at(q: float) -> bytes:
-        return pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, latents, alpha_png)
+    def plain(q: float) -> bytes:
+        return pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, gained(net, latents, q), alpha_png)
 
-    hi_q, hi = 100.0, at(100.0)
-    if len(hi) <= max_bytes:
-        return hi
-    lo_q, lo = 0.0, at(0.0)
-    if len(lo) > max_bytes:
+    def refined(q: float) -> bytes:
+        coded = refine_tiles(net, rgb, latents, quality_to_level(q, net.config.num_levels), tile, effort,
+                             gray=layout in Layout.GRAYS, on_iteration=on_iteration)
+        return pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, coded, alpha_png)
+
+    found = _search(plain, max_bytes)
+    if found is None and effort > 1 and len(small := refined(0.0)) <= max_bytes:
+        return small
+    if found is None:
+        lo = plain(0.0)
         raise CodecError(f"cannot fit this {w}×{h} image into {max_bytes} bytes: the smallest file "
                          f"(quality 0) is {len(lo)} bytes ({8 * len(lo) / (w * h):.3f} bpp)")
+    q1, best = found
+    if effort == 1 or q1 >= 100.0:
+        return best
+    first = refined(q1)
+    if len(first) > max_bytes:
+        return best
+    best_q, best = q1, first
+    ratio = len(first) / len(plain(q1))
+    guess = _search(plain, int(max_bytes / ratio), start=q1)
+    hi_q = 100.0
+    q = guess[0] if guess is not None else q1
+    for _ in range(REFINED_TRIALS - 1):
+        if q - best_q <= QUALITY_STEP:
+            break
+        d = refined(q)
+        if len(d) <= max_bytes:
+            best_q, best = q, d
+        else:
+            hi_q = q
+        q = round((best_q + hi_q) / 2, 2)
+    return best
+
+
+def _search(at: Callable[[float], bytes], max_bytes: int, start: float = 0.0) -> tuple[float, bytes] | None:
+    """``(q, at(q))`` for the highest quality ≥ ``start`` with ``len(at(q)) <= max_bytes`` (to
+    :data:`QUALITY_STEP`), or None when even ``at(start)`` is larger."""
+    hi_q, hi = 100.0, at(100.0)
+    if len(hi) <= max_bytes:
+        return hi_q, hi
+    lo_q, lo = start, at(start)
+    if len(lo) > max_bytes:
+        return None
     for _ in range(40):
         if hi_q - lo_q <= QUALITY_STEP or len(lo) >= 0.995 * max_bytes:
             break
@@ -51,4 +99,4 @@ def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha:
             lo_q, lo = q, d
         else:
             hi_q, hi = q, d
-    return lo
+    return lo_q, lo

@@ -17,7 +17,7 @@ from . import format as fmt
 from .errors import one_line
 from .format import Container, FormatError
 
-__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "tile_rects", "check_tile", "analyze_tiles", "pack_latents",
+__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
            "decode_tiles", "latents", "synthesize", "quality_to_level"]
 
 DEFAULT_TILE = 1024
@@ -68,13 +68,21 @@ def analyze_tiles(net, rgb: np.ndarray, tile: int) -> Iterator:
         yield net.analyze(x, None)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
 
 
-def pack_latents(net, model_id: str, weights_hash: str, width: int, height: int, layout: int,
-                 quality: float, tile: int, latents, alpha_png: bytes | None) -> bytes:
-    """Gain, entropy-code and pack the tiles' latents (from :func:`analyze_tiles`)."""
+def gained(net, latents, quality: float) -> Iterator[tuple]:
+    """The plain encoder's coded latents: each tile's analysis times the quality's gain, with
+    z = h_a(y) — ``(y, None)`` for :func:`pack_latents`."""
     level = quality_to_level(quality, net.config.num_levels)
-    tiles = []
     for y in latents:
-        out = net.compress_latents(net.apply_gain(y, level))
+        yield net.apply_gain(y, level), None
+
+
+def pack_latents(net, model_id: str, weights_hash: str, width: int, height: int, layout: int,
+                 quality: float, tile: int, coded, alpha_png: bytes | None) -> bytes:
+    """Entropy-code and pack the tiles' coded latents ``(y, z or None)`` (:func:`gained`, or
+    :func:`~aecodec.codec.refine.refine_tiles`)."""
+    tiles = []
+    for y, z in coded:
+        out = net.compress_latents(y, z)
         tiles.append((out["z"], out["y"]))
     return fmt.pack(Container(width=width, height=height, layout=layout, quality=quality, model_id=model_id,
                               weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png))

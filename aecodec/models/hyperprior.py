@@ -232,9 +232,11 @@ class MeanScaleHyperprior(nn.Module):
         return y * gain
 
     @torch.inference_mode()
-    def compress_latents(self, y: torch.Tensor) -> dict:
-        """Entropy-code a (gained) latent: its hyper-latent z, then y given z."""
-        z = self.h_a(y)
+    def compress_latents(self, y: torch.Tensor, z: torch.Tensor | None = None) -> dict:
+        """Entropy-code a (gained) latent: its hyper-latent z (default ``h_a(y)``; an encoder
+        search may choose its own), then y given ẑ."""
+        if z is None:
+            z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means = self.entropy_parameters(z_hat)

@@ -1,0 +1,218 @@
+"""Encoder-side search (``--effort``): refine each tile's latents against the fixed decoder.
+
+``ŷ = round(g_a(x)·gain)`` is one amortised guess by the least-trained part of the model. Efforts
+above 1 treat the tile's latent y and hyper-latent z as free variables and minimise the coder's
+own objective ``R + λ·D`` through the fixed decoder — h_s, the entropy models and g_s — with Adam
+(iterative inference: Yang, Bamler, Mandt, "Improving Inference for Neural Image Compression",
+NeurIPS 2020). Rounding is relaxed by stochastic Gumbel annealing (SGA): each value is a soft,
+randomly perturbed mix of its floor and ceiling that hardens as the temperature falls, so the
+optimiser sees the discretisation it will meet; the first iterations use additive uniform noise
+(rate) and straight-through rounding (distortion), which move faster. The result is quantised
+and coded by the normal coder: an ordinary ``.aec`` file that every decoder reads.
+
+λ is the trained λ of the quality's gain level, interpolated log-linearly between levels as the
+gains are. D is the MSE of the pixels the decoder will output — real pixels only (not the
+stride padding), luma for gray images. A tile is refined in its context: the pixels within
+:data:`~aecodec.codec.tiles.MARGIN` around it are synthesised from the latents around them
+(tiles already refined, the others' analysis), so tiles meet without seams.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import CodecError
+from .tiles import MARGIN, padded, tile_rects
+
+__all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
+
+EFFORTS = range(1, 10)
+DEFAULT_EFFORT = 1
+# Adam iterations per tile at each effort (1: the plain encoder). Chosen from measurements on
+# Kodak (benchmarks/results/effort.json): most of the gain comes early.
+ITERATIONS = {1: 0, 2: 2, 3: 4, 4: 7, 5: 10, 6: 15, 7: 21, 8: 28, 9: 36}
+LEARNING_RATE = 0.05  # Adam on y and z (units of the quantisation step), decayed linearly …
+LR_DECAY = 0.9  # … by this fraction over the iterations
+NOISE_PHASE = 0.5  # the first half: uniform noise / straight-through rounding; then SGA
+TAU_START = 0.5  # SGA temperature, annealed linearly to TAU_END over the SGA phase
+TAU_END = 0.01
+LUMA = (0.299, 0.587, 0.114)  # Pillow's RGB → L, what the decoder applies to gray layouts
+
+
+def check_effort(effort) -> int:
+    """The effort as an int 1…9, or :class:`CodecError`."""
+    if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or effort not in EFFORTS:
+        raise CodecError(f"effort must be an integer from 1 to 9, got {effort!r}")
+    return int(effort)
+
+
+def rd_lambda(lambdas: tuple[float, ...], level: float) -> float:
+    """λ at a continuous gain level: the trained λs interpolated log-linearly, as the gains are."""
+    if len(lambdas) == 1:
+        return float(lambdas[0])
+    lo = min(int(math.floor(level)), len(lambdas) - 2)
+    t = level - lo
+    return math.exp((1 - t) * math.log(lambdas[lo]) + t * math.log(lambdas[lo + 1]))
+
+
+def _sga(v, tau: float, gen):
+    """Stochastic Gumbel annealing of ``v`` to its floor or ceiling (Yang et al. 2020, eq. 6):
+    a Gumbel-softmax sample between the two, each weighted by −atanh(distance)/τ."""
+    import torch
+
+    f = torch.floor(v)
+    d = v - f
+    logits = torch.stack([-torch.atanh(d.clamp(0, 1 - 1e-5)), -torch.atanh((1 - d).clamp(0, 1 - 1e-5))], -1) / tau
+    gumbel = -torch.log(torch.empty_like(logits).exponential_(generator=gen).clamp_min(1e-20))
+    return f + torch.softmax((logits + gumbel) / tau, -1)[..., 1]
+
+
+def _noise(v, gen):
+    import torch
+
+    return v + torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype) - 0.5
+
+
+def _ste_round(v):
+    import torch
+
+    return v + (torch.round(v) - v).detach()
+
+
+class _Tile:
+    """One tile's problem: its pixels in context, what is fixed around its latent, and the loss."""
+
+    def __init__(self, net, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float, level: float, gray: bool):
+        import torch
+
+        self.net, self.x, self.valid, self.gray = net, x, valid, gray
+        # the window's latents (fixed), the tile's latents in it, the scored pixels in its synthesis
+        self.context, self.rect, self.crop = context, rect, crop
+        self.inv_gain = net.gains(torch.tensor([level], device=x.device))[1].detach()
+        self.lam = rd_lambda(net.config.lambdas, level)
+        self.pixels = max(1.0, tile_pixels)
+        self.medians = net.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)  # z's quantisation offsets
+
+    def loss(self, y, z, it: int, iterations: int, gen):
+        """``R + λ·D`` (per pixel of the tile) of one relaxed sample of ``(y, z)``."""
+        import torch
+
+        net = self.net
+        frac = it / max(1, iterations - 1)
+        if frac < NOISE_PHASE:
+            z_t = _noise(z, gen)
+        else:
+            tau = TAU_START + (TAU_END - TAU_START) * (frac - NOISE_PHASE) / (1 - NOISE_PHASE)
+            z_t = _sga(z - self.medians, tau, gen) + self.medians
+        eb = net.entropy_bottleneck
+        z_lik = eb.likelihood_lower_bound(eb._likelihood(z_t.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
+        scales, means = net.h_s(z_t).chunk(2, 1)
+        gc = net.gaussian_conditional
+        scales = gc.lower_bound_scale(scales)
+        if frac < NOISE_PHASE:
+            y_rate, y_synth = _noise(y, gen), _ste_round(y - means) + means
+        else:
+            y_rate = y_synth = _sga(y - means, tau, gen) + means
+        y_lik = gc.likelihood_lower_bound(gc._likelihood(y_rate, scales, means))
+        bits = -torch.log2(y_lik).sum() - torch.log2(z_lik).sum()
+        return (bits + self.lam * 255**2 * self._sse(y_synth)) / self.pixels
+
+    def score(self, y_hat, z):
+        """``R + λ·D`` of coded latents (ŷ as :meth:`quantise` gives it; ẑ = round(z)), by the
+        model's likelihoods: what the refinement must beat to be used."""
+        import torch
+
+        net = self.net
+        with torch.no_grad():
+            z_hat = torch.round(z - self.medians) + self.medians
+            eb, gc = net.entropy_bottleneck, net.gaussian_conditional
+            z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
+            scales, means = net.h_s(z_hat).chunk(2, 1)
+            y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, gc.lower_bound_scale(scales), means))
+            bits = -torch.log2(y_lik).sum() - torch.log2(z_lik).sum()
+            return float(bits + self.lam * 255**2 * self._sse(y_hat))
+
+    def _sse(self, y_synth):
+        """Squared error of the window's scored pixels, channels averaged (D·pixels)."""
+        window = self.context.clone()
+        a, b, c, d = self.rect
+        window[..., a:b, c:d] = y_synth
+        a, b, c, d = self.crop
+        x_hat = self.net.g_s(window * self.inv_gain)[..., a:b, c:d]
+        if self.gray:
+            x_hat = sum(w * x_hat[:, i] for i, w in enumerate(LUMA))[:, None]
+        return ((x_hat - self.x).square() * self.valid).sum() / x_hat.shape[1]  # per pixel, as the MSE is
+
+    def quantise(self, y, z):
+        """The coded latents: ẑ, then ŷ = μ_exact(ẑ) + round(y − μ(ẑ)) — the values the decoder
+        will reconstruct (``compress_latents`` codes ``round(ŷ − μ_exact)``)."""
+        import torch
+
+        net = self.net
+        with torch.no_grad():
+            z_hat = torch.round(z - self.medians) + self.medians
+            _, means = net.h_s(z_hat).chunk(2, 1)
+            _, exact_means = net.entropy_parameters(z_hat)
+            return exact_means + torch.round(y - means), z
+
+
+def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, effort: int, *, gray: bool = False,
+                 seed: int = 0, on_iteration: Callable[[], None] | None = None) -> Iterator[tuple]:
+    """``(y, z)`` of each tile, raster order, refined at ``effort`` for :meth:`compress_latents`.
+
+    ``latents`` are the tiles' analyses before the gain (:func:`~aecodec.codec.tiles.analyze_tiles`);
+    ``rgb`` the image's pixels (unpadded). ``on_iteration()`` is called after each Adam step.
+    Seeded: the same input gives the same result on the same machine.
+    """
+    import torch
+
+    iterations = ITERATIONS[effort]
+    dev = latents[0].device
+    s, ls = net.config.stride, net.config.stride // 4
+    h, w = rgb.shape[:2]
+    hp, wp = padded(h, w, s)
+    with torch.no_grad():
+        gain, _ = net.gains(torch.tensor([level], device=dev))
+        y_all = torch.empty(1, net.config.M, hp // ls, wp // ls, device=dev)  # refined ŷ, or g_a·gain ahead
+        for ((y0, y1, x0, x1), _), y in zip(tile_rects(hp, wp, tile), latents):
+            y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y * gain
+    src = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge") if (hp, wp) != (h, w) else rgb
+    for i, ((y0, y1, x0, x1), (py0, py1, px0, px1)) in enumerate(tile_rects(hp, wp, tile)):
+        # the window: the tile's pixels and MARGIN around them, from the latents MARGIN further out
+        wy0, wy1, wx0, wx1 = max(0, py0 - MARGIN), min(hp, py1 + MARGIN), max(0, px0 - MARGIN), min(wp, px1 + MARGIN)
+        x = torch.from_numpy(np.array(src[py0:py1, px0:px1])).to(dev).permute(2, 0, 1)[None].float().div_(255)
+        if gray:
+            x = x[:, :1]
+        yy, xx = np.arange(py0, py1)[:, None], np.arange(px0, px1)[None, :]
+        valid = torch.from_numpy(((yy < h) & (xx < w)).astype(np.float32)).to(dev)[None, None]
+        with torch.no_grad():
+            problem = _Tile(net, x, valid, y_all[..., wy0 // ls:wy1 // ls, wx0 // ls:wx1 // ls].clone(),
+                            ((y0 - wy0) // ls, (y1 - wy0) // ls, (x0 - wx0) // ls, (x1 - wx0) // ls),
+                            (py0 - wy0, py1 - wy0, px0 - wx0, px1 - wx0),
+                            float(max(0, min(y1, h) - y0) * max(0, min(x1, w) - x0)), level, gray)
+            y_plain = y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls].clone()
+            z_plain = net.h_a(y_plain)
+            y, z = y_plain.clone(), z_plain.clone()
+        y.requires_grad_(True)
+        z.requires_grad_(True)
+        gen = torch.Generator(device=dev).manual_seed(seed + i)
+        opt = torch.optim.Adam([y, z], lr=LEARNING_RATE)
+        for it in range(iterations):
+            for group in opt.param_groups:
+                group["lr"] = LEARNING_RATE * (1 - LR_DECAY * it / max(1, iterations - 1))
+            # gradients for y and z only: the model's parameters are shared and stay untouched
+            y.grad, z.grad = torch.autograd.grad(problem.loss(y, z, it, iterations, gen), [y, z])
+            opt.step()
+            if on_iteration is not None:
+                on_iteration()
+        y_hat, z = problem.quantise(y.detach(), z.detach())
+        plain_y_hat, _ = problem.quantise(y_plain, z_plain)
+        if problem.score(y_hat, z) < problem.score(plain_y_hat, z_plain):
+            y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y_hat
+            yield y_hat, z
+        else:  # the search did not pay off here: the plain encoder's latents, byte for byte
+            y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = plain_y_hat
+            yield y_plain, None
