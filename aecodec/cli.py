@@ -147,7 +147,7 @@ def encode(
     quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
     target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed, e.g. 50000, 50k, 1.5M (k, M = 1000s; KiB, MiB = 1024s): the best quality that fits is searched (like cwebp -size). An error if even quality 0 does not fit.")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed in bits per pixel (whole file, header included); the best quality that fits is searched.")] = None,
-    effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9 (like cjxl -e): higher searches longer for smaller files at the same quality; every effort decodes the same way. 1 (default) is fastest; 5 gives most of the gain in seconds, 9 the most.")] = 1,
+    effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9 (like cjxl -e): higher searches longer for smaller files at the same quality (9: about 10 % smaller on Kodak, a minute per 0.4 MP image on 2 CPU cores); every effort decodes the same way. 1 (default) is fastest.")] = 1,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
