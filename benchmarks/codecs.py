@@ -331,7 +331,8 @@ class AECodec(Codec):
 
     def encode(self, image, quality):
         try:
-            return self._api().encode(image, quality=float(quality), effort=self.effort)
+            extra = {"effort": self.effort} if self.effort != 1 else {}
+            return self._api().encode(image, quality=float(quality), **extra)
         except ImportError as e:
             raise CodecUnavailable(f"aecodec.encode raised ImportError: {e}") from e
 

@@ -304,8 +304,7 @@ def effort_rows(summary: dict) -> list[dict]:
             row[f"bd_{key}"] = bd_rate([p["bpp"] for p in anchor], [p[key] for p in anchor],
                                        [p["bpp"] for p in test], [p[key] for p in test])
         row["encode_s"] = _mean(p["encode_s"] for img in shared for p in c["per_image"][img])
-        row["encode_s_effort1"] = _mean(p["encode_s"] for img in shared for p in base["per_image"][img]
-                                        if p["quality"] in c["qualities"])
+        row["encode_s_effort1"] = _mean(p["encode_s"] for img in shared for p in base["per_image"][img])
         rows.append(row)
     return rows
 
@@ -314,10 +313,13 @@ def effort_markdown(rows: list[dict]) -> str:
     def pct(v):
         return "—" if v is None else f"{v:+.1f} %"
 
+    def sec(v):
+        return "—" if v is None else f"{v:.1f}"
+
     lines = ["| effort | images | BD-rate PSNR | BD-rate MS-SSIM | encode s / image | effort 1 s / image |",
              "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['effort']} | {r['n_images']} | {pct(r['bd_psnr'])} | {pct(r['bd_ms_ssim_db'])} | "
-              f"{r['encode_s']:.1f} | {r['encode_s_effort1']:.2f} |" for r in rows]
+              f"{sec(r['encode_s'])} | {sec(r['encode_s_effort1'])} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -551,7 +553,7 @@ def main(argv=None) -> int:
     if not all_images:
         print(f"no PNG/JPEG images in {args.dataset}", file=sys.stderr)
         return 2
-    images = all_images[:QUICK_IMAGES] if args.quick else all_images[:args.images]
+    images = (all_images[:QUICK_IMAGES] if args.quick else all_images)[:args.images]
     workers = args.jobs or started["usable_cpus"] or 1
     if args.efforts:
         args.codecs = list(dict.fromkeys([*args.codecs, "aecodec", *(f"aecodec-e{e}" for e in args.efforts)]))

@@ -71,7 +71,7 @@ def test_highest_effort_lowers_the_rate_distortion_cost(photo, quality):
 
 def test_kodak_crop_gets_smaller_at_equal_quality(kodak):
     rgb = np.asarray(Image.open(kodak / "kodim23.png").convert("RGB"))[128:384, 256:512]
-    plain, refined = aecodec.encode(rgb, 50), aecodec.encode(rgb, 50, effort=6)
+    plain, refined = aecodec.encode(rgb, 50), aecodec.encode(rgb, 50, effort=9)
     assert _rd_cost(refined, rgb) < _rd_cost(plain, rgb)
     assert len(refined) < 0.97 * len(plain)
 
