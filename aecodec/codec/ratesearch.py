@@ -61,8 +61,8 @@ def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha:
     first = refined(q1)
     if len(first) > max_bytes:
         return best
+    ratio = len(first) / len(best)  # best: the plain file at q₁
     best_q, best = q1, first
-    ratio = len(first) / len(plain(q1))
     guess = _search(plain, int(max_bytes / ratio), start=q1)
     hi_q = 100.0
     q = guess[0] if guess is not None else q1

@@ -25,14 +25,14 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import CodecError
-from .tiles import MARGIN, padded, tile_rects
+from .tiles import MARGIN, pad_to_stride, pixels, tile_rects
 
 __all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
 
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
-# Adam iterations per tile at each effort (1: the plain encoder). Chosen from measurements on
-# Kodak (benchmarks/results/effort.json): most of the gain comes early.
+# Adam iterations per tile at each effort (1: the plain encoder). Effort 9 fits kodim23 in about a
+# minute on 2 CPU cores; the gain comes late (benchmarks/results/effort-ladder: efforts 2-7 ≈ 0).
 ITERATIONS = {1: 0, 2: 2, 3: 4, 4: 7, 5: 10, 6: 15, 7: 21, 8: 28, 9: 36}
 LEARNING_RATE = 0.05  # Adam on y and z (units of the quantisation step), decayed linearly …
 LR_DECAY = 0.9  # … by this fraction over the iterations
@@ -76,12 +76,6 @@ def _noise(v, gen):
     return v + torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype) - 0.5
 
 
-def _ste_round(v):
-    import torch
-
-    return v + (torch.round(v) - v).detach()
-
-
 class _Tile:
     """One tile's problem: its pixels in context, what is fixed around its latent, and the loss."""
 
@@ -96,44 +90,39 @@ class _Tile:
         self.pixels = max(1.0, tile_pixels)
         self.medians = net.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)  # z's quantisation offsets
 
-    def loss(self, y, z, it: int, iterations: int, gen):
-        """``R + λ·D`` (per pixel of the tile) of one relaxed sample of ``(y, z)``."""
+    def _hyper(self, z_t):
+        """Bits of z (its factorized density) and y's entropy parameters ``(scales, means)`` given
+        z's values ``z_t`` (relaxed or rounded)."""
         import torch
 
-        net = self.net
+        eb = self.net.entropy_bottleneck
+        z_lik = eb.likelihood_lower_bound(eb._likelihood(z_t.transpose(0, 1).reshape(z_t.shape[1], 1, -1))[0])
+        scales, means = self.net.h_s(z_t).chunk(2, 1)
+        return -torch.log2(z_lik).sum(), self.net.gaussian_conditional.lower_bound_scale(scales), means
+
+    def _y_bits(self, y, scales, means):
+        import torch
+
+        gc = self.net.gaussian_conditional
+        return -torch.log2(gc.likelihood_lower_bound(gc._likelihood(y, scales, means))).sum()
+
+    def loss(self, y, z, it: int, iterations: int, gen):
+        """``R + λ·D`` (per pixel of the tile) of one relaxed sample of ``(y, z)``."""
+        from ..models.hyperprior import _ste_round
+
         frac = it / max(1, iterations - 1)
         if frac < NOISE_PHASE:
             z_t = _noise(z, gen)
         else:
             tau = TAU_START + (TAU_END - TAU_START) * (frac - NOISE_PHASE) / (1 - NOISE_PHASE)
             z_t = _sga(z - self.medians, tau, gen) + self.medians
-        eb = net.entropy_bottleneck
-        z_lik = eb.likelihood_lower_bound(eb._likelihood(z_t.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
-        scales, means = net.h_s(z_t).chunk(2, 1)
-        gc = net.gaussian_conditional
-        scales = gc.lower_bound_scale(scales)
+        z_bits, scales, means = self._hyper(z_t)
         if frac < NOISE_PHASE:
             y_rate, y_synth = _noise(y, gen), _ste_round(y - means) + means
         else:
             y_rate = y_synth = _sga(y - means, tau, gen) + means
-        y_lik = gc.likelihood_lower_bound(gc._likelihood(y_rate, scales, means))
-        bits = -torch.log2(y_lik).sum() - torch.log2(z_lik).sum()
+        bits = self._y_bits(y_rate, scales, means) + z_bits
         return (bits + self.lam * 255**2 * self._sse(y_synth)) / self.pixels
-
-    def score(self, y_hat, z):
-        """``R + λ·D`` of coded latents (ŷ as :meth:`quantise` gives it; ẑ = round(z)), by the
-        model's likelihoods: what the refinement must beat to be used."""
-        import torch
-
-        net = self.net
-        with torch.no_grad():
-            z_hat = torch.round(z - self.medians) + self.medians
-            eb, gc = net.entropy_bottleneck, net.gaussian_conditional
-            z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
-            scales, means = net.h_s(z_hat).chunk(2, 1)
-            y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, gc.lower_bound_scale(scales), means))
-            bits = -torch.log2(y_lik).sum() - torch.log2(z_lik).sum()
-            return float(bits + self.lam * 255**2 * self._sse(y_hat))
 
     def _sse(self, y_synth):
         """Squared error of the window's scored pixels, channels averaged (D·pixels)."""
@@ -147,16 +136,17 @@ class _Tile:
         return ((x_hat - self.x).square() * self.valid).sum() / x_hat.shape[1]  # per pixel, as the MSE is
 
     def quantise(self, y, z):
-        """The coded latents: ẑ, then ŷ = μ_exact(ẑ) + round(y − μ(ẑ)) — the values the decoder
-        will reconstruct (``compress_latents`` codes ``round(ŷ − μ_exact)``)."""
+        """``(cost, ŷ)``: the coded latents ẑ = round(z) and ŷ = μ_exact(ẑ) + round(y − μ(ẑ)) — the
+        values the decoder will reconstruct (``compress_latents`` codes ``round(ŷ − μ_exact)``) — and
+        their ``R + λ·D`` by the model's likelihoods: what a refinement must beat to be used."""
         import torch
 
-        net = self.net
         with torch.no_grad():
             z_hat = torch.round(z - self.medians) + self.medians
-            _, means = net.h_s(z_hat).chunk(2, 1)
-            _, exact_means = net.entropy_parameters(z_hat)
-            return exact_means + torch.round(y - means), z
+            z_bits, scales, means = self._hyper(z_hat)
+            y_hat = self.net.entropy_parameters(z_hat)[1] + torch.round(y - means)
+            cost = self._y_bits(y_hat, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_hat)
+            return float(cost), y_hat
 
 
 def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, effort: int, *, gray: bool = False,
@@ -173,17 +163,17 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
     dev = latents[0].device
     s, ls = net.config.stride, net.config.stride // 4
     h, w = rgb.shape[:2]
-    hp, wp = padded(h, w, s)
+    src = pad_to_stride(rgb, s)
+    hp, wp = src.shape[:2]
     with torch.no_grad():
         gain, _ = net.gains(torch.tensor([level], device=dev))
         y_all = torch.empty(1, net.config.M, hp // ls, wp // ls, device=dev)  # refined ŷ, or g_a·gain ahead
         for ((y0, y1, x0, x1), _), y in zip(tile_rects(hp, wp, tile), latents):
             y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y * gain
-    src = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge") if (hp, wp) != (h, w) else rgb
     for i, ((y0, y1, x0, x1), (py0, py1, px0, px1)) in enumerate(tile_rects(hp, wp, tile)):
         # the window: the tile's pixels and MARGIN around them, from the latents MARGIN further out
         wy0, wy1, wx0, wx1 = max(0, py0 - MARGIN), min(hp, py1 + MARGIN), max(0, px0 - MARGIN), min(wp, px1 + MARGIN)
-        x = torch.from_numpy(np.array(src[py0:py1, px0:px1])).to(dev).permute(2, 0, 1)[None].float().div_(255)
+        x = pixels(src[py0:py1, px0:px1], dev)
         if gray:
             x = x[:, :1]
         yy, xx = np.arange(py0, py1)[:, None], np.arange(px0, px1)[None, :]
@@ -208,11 +198,11 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
             opt.step()
             if on_iteration is not None:
                 on_iteration()
-        y_hat, z = problem.quantise(y.detach(), z.detach())
-        plain_y_hat, _ = problem.quantise(y_plain, z_plain)
-        if problem.score(y_hat, z) < problem.score(plain_y_hat, z_plain):
+        cost, y_hat = problem.quantise(y.detach(), z.detach())
+        plain_cost, plain_y_hat = problem.quantise(y_plain, z_plain)
+        if cost < plain_cost:
             y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y_hat
-            yield y_hat, z
+            yield y_hat, z.detach()
         else:  # the search did not pay off here: the plain encoder's latents, byte for byte
             y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = plain_y_hat
             yield y_plain, None

@@ -17,7 +17,7 @@ from . import format as fmt
 from .errors import one_line
 from .format import Container, FormatError
 
-__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
+__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
            "decode_tiles", "latents", "synthesize", "quality_to_level"]
 
 DEFAULT_TILE = 1024
@@ -27,6 +27,21 @@ MARGIN = 64  # pixels of context around a tile: more than the receptive fields o
 def padded(height: int, width: int, stride: int = fmt.TILE_UNIT) -> tuple[int, int]:
     """The size an image is coded at: each side rounded up to a multiple of ``stride``."""
     return -(-height // stride) * stride, -(-width // stride) * stride
+
+
+def pad_to_stride(rgb: np.ndarray, stride: int = fmt.TILE_UNIT) -> np.ndarray:
+    """``rgb`` (H, W, 3) padded to :func:`padded` by replicating its border: no artificial edges
+    to spend bits on."""
+    h, w = rgb.shape[:2]
+    hp, wp = padded(h, w, stride)
+    return rgb if (hp, wp) == (h, w) else np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+
+
+def pixels(rgb: np.ndarray, device):
+    """A region of uint8 pixels (H, W, 3) as the model's input ``(1, 3, H, W)`` in [0, 1] (a copy)."""
+    import torch
+
+    return torch.from_numpy(np.array(rgb)).to(device).permute(2, 0, 1)[None].float().div_(255)
 
 
 def tile_rects(height: int, width: int, tile: int):
@@ -54,17 +69,11 @@ def quality_to_level(quality: float, num_levels: int) -> float:
 def analyze_tiles(net, rgb: np.ndarray, tile: int) -> Iterator:
     """g_a of each tile, computed from the tile plus its context and cropped to the tile's latent,
     before the gain; raster order. Pads ``rgb`` to the model's stride by replicating the border."""
-    import torch
-
-    h, w = rgb.shape[:2]
     dev = next(net.parameters()).device
     ls = net.config.stride // 4  # pixels per y position (16)
-    hp, wp = padded(h, w, net.config.stride)
-    if (hp, wp) != (h, w):  # replicate the border: no artificial edges to spend bits on
-        rgb = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, tile):
-        x = torch.from_numpy(np.array(rgb[ry0:ry1, rx0:rx1])).to(dev)  # a writable copy
-        x = x.permute(2, 0, 1)[None].float().div_(255)
+    rgb = pad_to_stride(rgb, net.config.stride)
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(*rgb.shape[:2], tile):
+        x = pixels(rgb[ry0:ry1, rx0:rx1], dev)
         yield net.analyze(x, None)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
 
 
