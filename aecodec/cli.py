@@ -1,7 +1,8 @@
 """The ``aecodec`` command line: thin Typer commands over the library.
 
-Errors are one line on stderr (``aecodec: error: …``) and a non-zero exit; outputs are written
-atomically, so a failed or interrupted command leaves no partial file.
+Errors are one line on stderr (``aecodec: error: …``) and a non-zero exit, usage errors included
+(:func:`main`, the console script); outputs are checked before any work and written atomically, so
+a failed or interrupted (Ctrl-C, SIGTERM, SIGHUP) command leaves no partial file.
 
 Longer than 300 lines on purpose: one function per command, most of it the option declarations
 with their help text (what ``--help`` shows); each command's work is a call into the library.
@@ -10,16 +11,24 @@ with their help text (what ``--help`` shows); each command's work is a call into
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
 from .models.registry import DEFAULT_MODEL_ID
+
+try:  # typer vendors click since 0.2x
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -57,18 +66,45 @@ QUALITY_HELP = ("Quality 0–100, higher is better and larger (like cwebp's -q):
 DEVICE_HELP = "Where to run the network: auto (GPU if present), cpu or cuda."
 
 
+def main(args: Optional[list[str]] = None) -> int:
+    """The console script: :data:`app`, with click's usage errors as one ``aecodec: error:`` line (exit 2)."""
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        return typer.main.get_command(app).main(args, prog_name="aecodec", standalone_mode=False) or 0
+    except ClickException as exc:
+        if not args:  # no_args_is_help: the help, as click shows it
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            _err(exc.format_message() + (f" (see {ctx.command_path} --help)" if ctx else ""))
+        return exc.exit_code
+    except typer.Abort:
+        _err("aborted")
+        return 1
+
+
 class _Failed(Exception):
     pass
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``args[0]``), raised where the command is, so that it stops as on Ctrl-C."""
 
 
 def _err(msg: str) -> None:
     typer.echo(f"aecodec: error: {msg}", err=True)
 
 
+def _exit(msg: str, code: int = 2) -> NoReturn:
+    _err(msg)
+    raise typer.Exit(code)
+
+
 @contextmanager
-def _guard(quiet: bool):
+def _guard(quiet: bool, src: str):
     """Turn library errors into one-line messages; show warnings as one line each."""
     from .codec.api import CodecError
+    from .codec.errors import one_line
     from .codec.format import FormatError
     from .models.checkpoint import CheckpointError
     from .models.registry import ModelNotFound
@@ -83,6 +119,12 @@ def _guard(quiet: bool):
         except OSError as exc:
             _err(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}")
             raise _Failed from None
+        except MemoryError:
+            _err(f"{src}: not enough memory")
+            raise _Failed from None
+        except RuntimeError as exc:  # torch's, e.g. "DefaultCPUAllocator: can't allocate memory: …"
+            _err(f"{src}: {one_line(exc)}")
+            raise _Failed from None
         finally:
             if not quiet:
                 for w in caught:
@@ -91,37 +133,84 @@ def _guard(quiet: bool):
 
 
 def _run_all(items, fn, quiet: bool) -> None:
+    """``fn`` on each item (a source, or a (source, output) pair), one error line for each that fails
+    (exit 1); Ctrl-C, SIGTERM and SIGHUP stop it with exit 128 + the signal number."""
     failed = 0
     try:
-        for item in items:
-            try:
-                with _guard(quiet):
-                    fn(item)
-            except _Failed:
-                failed += 1
-    except KeyboardInterrupt:
-        _err("interrupted")
-        raise typer.Exit(130)
+        with _signals_stop():
+            for item in items:
+                try:
+                    with _guard(quiet, item[0] if isinstance(item, tuple) else item):
+                        fn(item)
+                except _Failed:
+                    failed += 1
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
+        _exit("interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}",
+              128 + signum)
     if failed:
         raise typer.Exit(1)
 
 
-def _outputs(inputs: list[str], out: Optional[str], suffix: str) -> list[tuple[str, str]]:
-    """Pair each input with its output: -o FILE (one input), -o DIR, -o -, or input.with_suffix."""
-    if out is not None and len(inputs) > 1:
-        if out == "-" or not Path(out).is_dir():
-            _err("with several inputs, -o must name an existing directory")
-            raise typer.Exit(2)
-        return [(i, str(Path(out) / Path(i).with_suffix(suffix).name)) for i in inputs]
-    if out is not None:
-        return [(inputs[0], out)]
-    pairs = []
-    for i in inputs:
-        if i == "-":
-            pairs.append((i, "-"))
-        else:
-            pairs.append((i, str(Path(i).with_suffix(suffix))))
+@contextmanager
+def _signals_stop():
+    """While a command runs, SIGTERM and SIGHUP raise :class:`_Stopped` as Ctrl-C raises
+    KeyboardInterrupt, so the temp file being written is removed. Only where they would kill the
+    process (default handler: not under nohup, not in a program with its own); restored after."""
+    def stop(signum, frame):
+        raise _Stopped(signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+    ours = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))  # no SIGHUP on Windows
+            if s and main_thread and signal.getsignal(s) == signal.SIG_DFL]
+    for s in ours:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s in ours:
+            signal.signal(s, signal.SIG_DFL)
+
+
+def _outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool) -> list[tuple[str, str]]:
+    """Pair each input with its output, and check them all before any work (no two inputs onto one
+    output; none already there without --force). -o FILE (one input); -o DIR (an existing directory,
+    or any -o ending in /): the input names with ``suffix`` inside it; -o -; default: the input name
+    with ``suffix`` (stdin: stdout)."""
+    if out == "":
+        _exit("-o: empty path")
+    into_dir = out not in (None, "-") and (out.endswith(("/", os.sep)) or Path(out).is_dir())
+    if into_dir and not Path(out).is_dir():
+        _exit(f"{out}: {'not a' if Path(out).exists() else 'no such'} directory")
+    if len(inputs) > 1 and out is not None and not into_dir:
+        _exit("with several inputs, -o must name an existing directory")
+    if out is not None and not into_dir:
+        pairs = [(inputs[0], out)]
+    else:
+        pairs = [(i, "-" if i == "-" and not into_dir else _named(i, out, suffix)) for i in inputs]
+    seen = {}
+    for src, dst in pairs:
+        key = dst if dst == "-" else Path(dst).resolve()
+        if key in seen:
+            _exit(f"{dst}: both {seen[key]} and {src} would be written there")
+        seen[key] = src
+    for path in (Path(dst) for _, dst in pairs if dst != "-"):
+        if not path.parent.is_dir():
+            _exit(f"{path}: output directory {path.parent} does not exist", 1)
+        if path.is_dir():
+            _exit(f"{path}: is a directory", 1)
+        if path.exists() and not force:
+            _exit(f"{path}: already exists (use --force to overwrite)", 1)
     return pairs
+
+
+def _named(src: str, directory: Optional[str], suffix: str) -> str:
+    """The default output for ``src``: its name with ``suffix``, beside it or in ``directory``."""
+    try:
+        path = Path("stdin" if src == "-" else src).with_suffix(suffix)
+    except ValueError:  # "", ".", "/"
+        _exit(f"{src!r}: not a file name")
+    return str(path if directory is None else Path(directory) / path.name)
 
 
 def _read_input(src: str):
@@ -182,6 +271,7 @@ def encode(
         if src == "-":
             import io
             source = io.BytesIO(source)
+            source.name = "<stdin>"  # what messages call it
         data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
                           device=device, progress=not quiet)
         if dst == "-":
@@ -194,7 +284,7 @@ def encode(
             typer.echo(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
                        f"{i['bpp']:.3f} bpp (q {i['quality']:g})", err=True)
 
-    _run_all(_outputs(inputs, output, ".aec"), one, quiet)
+    _run_all(_outputs(inputs, output, ".aec", force), one, quiet)
 
 
 @app.command()
@@ -223,7 +313,7 @@ def decode(
         if not quiet:
             typer.echo(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}", err=True)
 
-    _run_all(_outputs(inputs, output, ".png"), one, quiet)
+    _run_all(_outputs(inputs, output, ".png", force), one, quiet)
 
 
 @app.command()

@@ -16,7 +16,7 @@ from aecodec.codec.format import Container, FormatError, Layout
 
 def make(**over) -> Container:
     fields = dict(width=33, height=17, layout=Layout.RGB, quality=75.5, model_id="mean-scale-vr-128",
-                  weights_hash="0123456789abcdef", tile=1024, tiles=((b"zz" * 5, b"y" * 40),))
+                  weights_hash="0123456789abcdef", tile=1024, tiles=((b"zz" * 6, b"y" * 40),))
     fields.update(over)
     return Container(**fields)
 
@@ -36,7 +36,7 @@ def test_round_trip_with_alpha_section():
 
 
 def test_round_trip_with_a_grid_of_tiles():
-    tiles = tuple((bytes([i]) * i, bytes([100 + i]) * (2 * i)) for i in range(6))  # 3 columns × 2 rows
+    tiles = tuple((bytes([i]) * (8 + 4 * i), bytes([100 + i]) * (8 + 8 * i)) for i in range(6))  # 3 columns × 2 rows
     c = make(width=130, height=70, tile=64, tiles=tiles)
     assert fmt.unpack(fmt.pack(c)) == c
     assert fmt.tile_grid(130, 70, 64) == (2, 3)
@@ -54,8 +54,8 @@ def test_layout_follows_the_byte_table():
     n = data[26]
     assert data[27:27 + n] == b"mean-scale-vr-128"
     table = 27 + n
-    assert struct.unpack(">II", data[table:table + 8]) == (10, 40)  # z, y of the single tile
-    assert data[table + 8:table + 18] == b"zz" * 5
+    assert struct.unpack(">II", data[table:table + 8]) == (12, 40)  # z, y of the single tile
+    assert data[table + 8:table + 20] == b"zz" * 6
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
@@ -118,6 +118,7 @@ def test_decode_rejects_unknown_format_version(version):
     (8, struct.pack(">I", 1 << 25), "invalid width"),
     (16, struct.pack(">H", 0), "invalid tile size"),
     (16, struct.pack(">H", 1025), "invalid tile size"),
+    (16, struct.pack(">H", 33), "invalid tile size"),
 ])
 def test_decode_validates_each_header_field(offset, value, message):
     data = bytearray(fmt.pack(make()))
@@ -170,7 +171,7 @@ def test_tile_count_must_match_the_grid():
 def test_section_lengths_are_checked_against_the_file_size():
     data = bytearray(fmt.pack(make()))
     table = 27 + len("mean-scale-vr-128")
-    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFF)  # a z length of 4 GB
+    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFC)  # a z length of 4 GB
     with pytest.raises(FormatError, match="truncated"):
         fmt.unpack(recrc(bytes(data)))
 
@@ -191,3 +192,42 @@ def test_encoder_refuses_out_of_range_fields():
         fmt.pack(make(weights_hash="abcd"))
     with pytest.raises(FormatError, match="invalid tile size"):
         fmt.pack(make(tile=100))
+
+
+def test_tiles_are_capped_at_2048_pixels_so_a_header_cannot_set_the_memory_of_a_tile():
+    """A tile's rANS strings are decoded whole: a 56-byte file claiming one 4096-pixel tile (or
+    16384) must be refused before any allocation, not decoded."""
+    assert fmt.MAX_TILE == 2048
+    assert fmt.unpack(fmt.pack(make(tile=2048))).tile == 2048
+    for units in (33, 64, 256, 1024):
+        data = bytearray(fmt.pack(make()))
+        data[16:18] = struct.pack(">H", units)
+        with pytest.raises(FormatError, match="invalid tile size .* up to 2048"):
+            fmt.unpack(recrc(bytes(data)))
+    with pytest.raises(FormatError, match="invalid tile size"):
+        fmt.pack(make(tile=4096))
+
+
+@pytest.mark.parametrize("z_len,y_len", [(0, 0), (0, 40), (12, 0), (4, 40), (12, 7), (13, 40)])
+def test_sections_too_short_to_be_rans_strings_are_format_errors(z_len, y_len):
+    """An empty payload (every section length 0) must not decode to noise: a rANS string is
+    32-bit words holding at least the coder's 64-bit final state."""
+    data = bytearray(fmt.pack(make()))
+    table = 27 + len("mean-scale-vr-128")
+    body = bytes(data[:table]) + struct.pack(">II", z_len, y_len) + b"\x55" * (z_len + y_len)
+    with pytest.raises(FormatError, match="cannot be a rANS string"):
+        fmt.unpack(body + struct.pack(">I", zlib.crc32(body)))
+    with pytest.raises(FormatError, match="cannot be a rANS string"):
+        fmt.pack(make(tiles=((b"z" * z_len, b"y" * y_len),)))
+
+
+def test_every_section_the_encoder_writes_is_a_rans_string():
+    import numpy as np
+
+    import aecodec
+    from .conftest import smooth_image
+
+    for img, q, tile in [(smooth_image(16, 24), 0, 64), (np.zeros((1, 1, 3), np.uint8), 0, 64),
+                         (np.full((64, 64), 255, np.uint8), 0, 64), (smooth_image(130, 70), 100, 64)]:
+        for z, y in fmt.unpack(aecodec.encode(img, quality=q, tile=tile)).tiles:
+            assert len(z) >= fmt.MIN_RANS and len(y) >= fmt.MIN_RANS and not len(z) % 4 and not len(y) % 4

@@ -116,7 +116,7 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     q = check_quality(DEFAULT_QUALITY if quality is None else quality)
     effort = check_effort(effort)
     if not check_tile(tile):
-        raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {1024 * fmt.TILE_UNIT}, got {tile}")
+        raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {fmt.MAX_TILE}, got {tile}")
     budget = check_target(target_size, target_bpp)
     rgb, alpha, layout = prepare_image(image)
     h, w = rgb.shape[:2]
@@ -186,14 +186,20 @@ def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike
 
 
 def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+    """The alpha plane from its PNG section. Opened with the PNG reader itself, not
+    ``Image.open``: the size is checked against the header (already within the pixel cap) before
+    any pixel is decoded, so Pillow's decompression-bomb limit — lower than aecodec's cap — does
+    not apply to it."""
+    from PIL import PngImagePlugin
+
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+        with PngImagePlugin.PngImageFile(io.BytesIO(data)) as im:
             if im.size != (width, height) or im.mode != "L":
                 raise FormatError("corrupt alpha section (wrong size or mode)")
             return np.asarray(im)
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, FormatError):
-            raise
+    except FormatError:
+        raise
+    except Exception:  # Pillow raises many types on damaged PNG data
         raise FormatError("corrupt alpha section") from None
 
 

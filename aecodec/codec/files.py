@@ -4,7 +4,7 @@ asked), reading with one-line errors, and saving decoded images in the format th
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -17,33 +17,54 @@ __all__ = ["write_atomic", "read_file", "save_image", "encode_file", "decode_fil
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=None, overwrite: bool = False) -> None:
-    """Write ``data`` (or call ``save(tmp_path)``) to a temp file beside ``path``, then rename.
+    """Write ``data`` (or call ``save(tmp_path)``) to a temp file beside ``path``, fsync it, then rename.
 
-    Never leaves a partial file: on any error (or Ctrl-C) the temp file is removed.
+    Never leaves a partial file: on any error (or Ctrl-C) the temp file is removed, and errors name
+    ``path``, never the temp file. The new file's mode is 0o666 less the umask, as for ``open``.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise CodecError(f"{path}: output directory {path.parent} does not exist")
     if path.exists() and not overwrite:
         raise CodecError(f"{path}: already exists (use --force to overwrite)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             if data is not None:
                 f.write(data)
-        if save is not None:
-            save(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+            if save is not None:
+                save(tmp)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    _fsync_dir(path.parent)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new hidden temp file beside ``path``, opened for writing; the kernel applies the umask."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable, where the platform allows (not on Windows; some filesystems refuse)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def read_file(src: str | os.PathLike) -> bytes:
@@ -73,10 +94,11 @@ def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = Fa
 
     try:
         write_atomic(dst, save=save, overwrite=overwrite)
-    except (KeyError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise CodecError(f"{dst}: cannot write {fmt_name} ({one_line(exc)})") from None
+    except (CodecError, FileNotFoundError):
+        raise
+    except (KeyError, OSError, ValueError) as exc:  # no writer, a mode the format cannot store, a write error
+        reason = "no writer" if isinstance(exc, KeyError) else getattr(exc, "strerror", None) or one_line(exc)
+        raise CodecError(f"{dst}: cannot write {fmt_name} ({reason})") from None
 
 
 def encode_file(src, dst: str | os.PathLike, quality: float | None = None, *, overwrite: bool = False,

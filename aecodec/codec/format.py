@@ -10,7 +10,7 @@ All integers are unsigned big-endian. A file is::
          6      2  quality         quality × 100, 0 … 10000 (i.e. 0.00 … 100.00)
          8      4  width           1 … 2^24; width × height ≤ the reader's pixel cap
         12      4  height          1 … 2^24
-        16      2  tile            tile side ÷ 64, 1 … 1024 (tiles of 64 … 65536 pixels)
+        16      2  tile            tile side ÷ 64, 1 … 32 (tiles of 64 … 2048 pixels)
         18      8  weights hash    first 8 bytes of the model's weights hash
         26      1  id length n     1 … 64
         27      n  model id        ASCII kebab-case: [a-z0-9]+(-[a-z0-9]+)*
@@ -19,17 +19,21 @@ All integers are unsigned big-endian. A file is::
                                    tile in raster order its z then its y; then the alpha section.
     27+n+4S  Σlen  sections        z: rANS string of the tile's hyper-latent
                                    y: rANS string of the tile's latent
+                                   (a rANS string is 32-bit words, at least two: its length
+                                   is a multiple of 4, at least 8)
                                    alpha: PNG of the whole alpha plane (lossless)
     end-4       4  CRC-32          zlib.crc32 of every byte before it
 
 Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
 in bounded memory; the decoder synthesises each tile with a margin of its neighbours' latents, so
-tile boundaries leave no seams. Small images are a single tile.
+tile boundaries leave no seams. Small images are a single tile. The tile side is capped at
+:data:`MAX_TILE` because a tile's rANS strings are decoded whole: the cap bounds what a header
+can make a decoder allocate for one tile.
 
 A reader checks, in this order and before allocating anything large: the magic, length ≥ the
 fixed part, version, each header field's range, the pixel cap, that the section table fits in
-the file, that the section lengths add up to the file length exactly (shorter: "truncated";
-longer: "trailing bytes"), and the CRC.
+the file, that each z and y section is long enough to be a rANS string, that the section lengths
+add up to the file length exactly (shorter: "truncated"; longer: "trailing bytes"), and the CRC.
 
 The model is named by its stable id plus a weights hash — never by position in a list — so a
 file made with other weights is refused with the name of the weights it needs.
@@ -44,13 +48,15 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
-    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "tile_grid",
+    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid",
 ]
 
 MAGIC = b"\x89AEC"
 VERSION = 1
 MAX_SIDE = 1 << 24
 TILE_UNIT = 64
+MAX_TILE = 32 * TILE_UNIT  # 2048
+MIN_RANS = 8  # bytes of the shortest rANS string: the coder's 64-bit final state
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; configurable per call (decompression-bomb cap)
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
@@ -106,8 +112,16 @@ def _check_fields(width: int, height: int, layout: int, quality_x100: int, model
 
 
 def _check_tile(tile: int) -> None:
-    if tile % TILE_UNIT or not 1 <= tile // TILE_UNIT <= 1024:
-        raise FormatError(f"invalid tile size {tile} (a multiple of {TILE_UNIT} up to {1024 * TILE_UNIT})")
+    if tile % TILE_UNIT or not TILE_UNIT <= tile <= MAX_TILE:
+        raise FormatError(f"invalid tile size {tile} (a multiple of {TILE_UNIT} up to {MAX_TILE})")
+
+
+def _check_sections(lengths, n_coded: int) -> None:
+    """The first ``n_coded`` sections (z, y per tile) must be able to hold a rANS string."""
+    for i, n in enumerate(lengths[:n_coded]):
+        if n < MIN_RANS or n % 4:
+            raise FormatError(f"corrupt {'zy'[i % 2]} section of tile {i // 2 + 1}: {n} bytes cannot be a rANS "
+                              f"string (a multiple of 4, at least {MIN_RANS})")
 
 
 def pack(c: Container) -> bytes:
@@ -120,6 +134,7 @@ def pack(c: Container) -> bytes:
         raise FormatError(f"{len(c.tiles)} tiles given, the tile grid has {rows * cols}")
     if (c.alpha is not None) != (c.layout in Layout.WITH_ALPHA):
         raise FormatError("an alpha section goes with layouts 2 and 4, and only with them")
+    _check_sections([len(s) for zy in c.tiles for s in zy], 2 * len(c.tiles))
     digest = bytes.fromhex(c.weights_hash)
     if len(digest) != 8:
         raise FormatError("weights hash must be 8 bytes (16 hex digits)")
@@ -162,6 +177,7 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bo
     if len(data) < pos + 4 * count:
         raise FormatError("truncated file: section table cut short")
     lengths = struct.unpack_from(f">{count}I", data, pos)
+    _check_sections(lengths, 2 * rows * cols)
     pos += 4 * count
     total = pos + sum(lengths) + _CRC.size
     if not header_only:

@@ -17,11 +17,12 @@ from . import format as fmt
 from .errors import one_line
 from .format import Container, FormatError
 
-__all__ = ["DEFAULT_TILE", "MARGIN", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
+__all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
            "decode_tiles", "latents", "synthesize", "quality_to_level"]
 
 DEFAULT_TILE = 1024
 MARGIN = 64  # pixels of context around a tile: more than the receptive fields of g_a (61 px) and g_s
+SYNTH_PIECE = DEFAULT_TILE  # pixels per side of one pass of g_s at decode (the default tile: one pass each)
 
 
 def padded(height: int, width: int, stride: int = fmt.TILE_UNIT) -> tuple[int, int]:
@@ -57,8 +58,8 @@ def tile_rects(height: int, width: int, tile: int):
 
 
 def check_tile(tile) -> bool:
-    """Whether ``tile`` is a tile side the format allows (a multiple of 64 up to 65 536)."""
-    return isinstance(tile, int) and not tile % fmt.TILE_UNIT and fmt.TILE_UNIT <= tile <= 1024 * fmt.TILE_UNIT
+    """Whether ``tile`` is a tile side the format allows (a multiple of 64 up to 2048)."""
+    return isinstance(tile, int) and not tile % fmt.TILE_UNIT and fmt.TILE_UNIT <= tile <= fmt.MAX_TILE
 
 
 def quality_to_level(quality: float, num_levels: int) -> float:
@@ -128,14 +129,16 @@ def latents(net, c: Container, on_tile: Callable[[tuple, dict], None] | None = N
 
 
 def synthesize(net, c: Container, y_hat) -> np.ndarray:
-    """Pixels (H, W, 3) uint8, tile by tile; each tile sees MARGIN pixels of neighbouring latents."""
+    """Pixels (H, W, 3) uint8, in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile
+    (its memory is bounded by the decoder, not by the header); each piece sees MARGIN pixels of
+    neighbouring latents, so the pieces join without seams."""
     import torch
 
     ls = net.config.stride // 4
     hp, wp = y_hat.shape[-2] * ls, y_hat.shape[-1] * ls
     level = quality_to_level(c.quality, net.config.num_levels)
     out = np.empty((c.height, c.width, 3), np.uint8)
-    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, c.tile):
+    for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, SYNTH_PIECE):
         x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
         if not torch.isfinite(x_hat).all():
             raise FormatError("corrupt latent data (decoded to invalid values)")

@@ -44,7 +44,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds"]
+__all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "PIECE", "HALO"]
+
+PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
+HALO = 2  # ẑ positions of context around a piece: each output of h_s depends on ẑ within ±2
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,9 @@ class FixedPointHyperSynthesis(nn.Module):
         x = _to_grid(z_hat, fp.a_bits, -fp.a_max, fp.a_max)
         for i, (layer, (w, b)) in enumerate(zip(self.layers, self._grid_params(exact))):
             if isinstance(layer, nn.ConvTranspose2d):
-                x = F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)
+                x = (_gemm_conv_transpose2d if exact else _conv_transpose2d)(x, w, b)
             else:
-                x = F.conv2d(x, w, b, padding=1)
+                x = (_gemm_conv2d if exact else _conv2d)(x, w, b)
             last = i == len(self.layers) - 1
             x = _to_grid(x, fp.a_bits, -fp.a_max if last else 0.0, fp.a_max)  # ReLU in between
         return x
@@ -123,12 +126,54 @@ class FixedPointHyperSynthesis(nn.Module):
         return self._run(z_hat, exact=False)
 
     @torch.no_grad()
-    def exact(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """The coding path: float64, every value an exact multiple of ``2**-a_bits``."""
-        # cuDNN may pick FFT or Winograd kernels, which are not exact; the native kernels
-        # (im2col + GEMM) only add exact integers. (oneDNN has no float64 kernels on CPU.)
-        with torch.backends.cudnn.flags(enabled=False):
-            return self._run(z_hat.double(), exact=True)
+    def exact(self, z_hat: torch.Tensor, piece: int = PIECE) -> torch.Tensor:
+        """The coding path: float64, every value an exact multiple of ``2**-a_bits``.
+
+        Runs over pieces of ``piece``×``piece`` positions of ẑ (plus :data:`HALO` of context), so
+        its memory is bounded whatever the tile; the values are exact, so they are the same as one
+        pass over the whole ẑ would give (tests/test_exact.py)."""
+        z_hat = z_hat.double()
+        B, _, H, W = z_hat.shape
+        up = 4  # h_s upsamples 4×
+        out = None
+        for y0 in range(0, H, piece):
+            for x0 in range(0, W, piece):
+                y1, x1 = min(H, y0 + piece), min(W, x0 + piece)
+                ry0, rx0 = max(0, y0 - HALO), max(0, x0 - HALO)
+                part = self._run(z_hat[..., ry0:min(H, y1 + HALO), rx0:min(W, x1 + HALO)], exact=True)
+                if out is None:
+                    out = z_hat.new_empty(B, part.shape[1], up * H, up * W)
+                out[..., up * y0:up * y1, up * x0:up * x1] = part[..., up * (y0 - ry0):up * (y1 - ry0),
+                                                                  up * (x0 - rx0):up * (x1 - rx0)]
+        return out
+
+
+# The exact path's convolutions as explicit GEMMs (im2col / col2im): on every device they only
+# add exact integers, whatever the blocking or summation order — no cuDNN algorithm choice (FFT
+# and Winograd kernels are not exact) and no process-global backend switch.
+def _conv2d(x, w, b):
+    return F.conv2d(x, w, b, padding=1)
+
+
+def _conv_transpose2d(x, w, b):
+    return F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)
+
+
+def _gemm_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, w, b, padding=1)`` for a 3×3 kernel, as unfold + matmul."""
+    B, _, H, W = x.shape
+    cols = F.unfold(x, w.shape[-1], padding=w.shape[-1] // 2)  # (B, C·k·k, H·W)
+    return (w.reshape(w.shape[0], -1) @ cols + b[:, None]).reshape(B, w.shape[0], H, W)
+
+
+def _gemm_conv_transpose2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)`` for a 5×5 kernel,
+    as matmul + fold (each input position scatters its k×k block; fold adds the overlaps)."""
+    B, C, H, W = x.shape
+    k = w.shape[-1]
+    cols = w.reshape(C, -1).T @ x.reshape(B, C, H * W)  # (B, Cout·k·k, H·W)
+    out = F.fold(cols, (2 * H, 2 * W), k, stride=2, padding=k // 2)
+    return out + b[:, None, None]
 
 
 def check_bounds(N: int, M: int, fp: FixedPoint = FixedPoint()) -> int:

@@ -139,6 +139,15 @@ def _guarded(string: bytes, n_symbols: int) -> bytes:
     return string + bytes(16 * len(string) + 4 * n_symbols + 64)
 
 
+MAX_LATENT = 2.0**20  # |y|, |z| the coder accepts: far beyond what g_a gives; within its int32 escape codes
+
+
+def _codable(x: torch.Tensor) -> bool:
+    """Whether the coder can (re-)encode ``x``: finite and within ±:data:`MAX_LATENT` (CompressAI's
+    escape code loops forever on values near 2**31, which damaged strings can decode to)."""
+    return bool(torch.isfinite(x).all()) and (x.numel() == 0 or float(x.abs().max()) <= MAX_LATENT)
+
+
 class MeanScaleHyperprior(nn.Module):
     """See the module docstring. Inputs are RGB in ``[0, 1]``, ``(B, 3, H, W)``, H and W
     multiples of ``config.stride`` (the codec API pads)."""
@@ -237,6 +246,8 @@ class MeanScaleHyperprior(nn.Module):
         search may choose its own), then y given ẑ."""
         if z is None:
             z = self.h_a(y)
+        if not (_codable(y) and _codable(z)):
+            raise ValueError(f"latent values beyond ±{MAX_LATENT:g} cannot be entropy-coded")
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         indexes, means = self.entropy_parameters(z_hat)
@@ -247,10 +258,19 @@ class MeanScaleHyperprior(nn.Module):
     def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:
         """Entropy-decode everything the decoder sees: ``z_hat``, y's CDF ``indexes`` and
         ``means``, and ``y_hat`` (exact, device independent): the decoder's tile pipeline
-        (``codec/tiles.py``) and, through it, inspection."""
+        (``codec/tiles.py``) and, through it, inspection.
+
+        A rANS decoder reads any bytes as *some* symbols, so a string damaged behind a valid CRC
+        would decode to a wrong image; only a string the encoder made re-encodes to itself (the
+        coder is deterministic), so each string is re-encoded and compared — a ValueError if it
+        differs. This costs one entropy *encode* per tile, a few percent of a decode."""
         z_hat = self.entropy_bottleneck.decompress([_guarded(z_string, self.config.N * z_shape[0] * z_shape[1])], z_shape)
+        if not _codable(z_hat) or self.entropy_bottleneck.compress(z_hat)[0] != z_string:
+            raise ValueError("damaged z string")
         indexes, means = self.entropy_parameters(z_hat)
         y_hat = self.gaussian_conditional.decompress([_guarded(y_string, indexes.numel())], indexes, means=means)
+        if not _codable(y_hat) or self.gaussian_conditional.compress(y_hat, indexes, means=means)[0] != y_string:
+            raise ValueError("damaged y string")
         return {"z_hat": z_hat, "indexes": indexes, "means": means, "y_hat": y_hat}
 
     @torch.inference_mode()

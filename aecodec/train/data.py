@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..codec.errors import CodecError
+from ..codec.errors import one_line
 from ..codec.images import image_files, load_rgb
 from .options import TrainError
 
@@ -25,16 +26,21 @@ def read_images(dirs: list[Path], min_side: int = 64, log: Callable[[str], objec
     (3, H, W) RGB tensor, read as the codec reads it (:func:`~aecodec.codec.images.load_rgb`: EXIF
     orientation applied, palettes expanded, 16-bit to 8-bit, gray replicated, alpha dropped);
     images with a side below ``min_side`` are left out. Returns the images and the files that
-    could not be read, each of which is skipped with a warning line through ``log``;
-    :class:`TrainError` if there are no images."""
+    could not be read, whatever the error, each skipped with a warning line through ``log`` (which
+    also gets the loader's warnings, one line each); :class:`TrainError` if there are no images."""
     images, unreadable = [], []
     for path in image_files(dirs, recursive=True):
         try:
-            rgb = load_rgb(path)  # (H, W, 3) uint8
-        except CodecError as exc:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                rgb = load_rgb(path)  # (H, W, 3) uint8
+        except Exception as exc:  # the loader's one-line CodecError, or anything else: never a traceback
             unreadable.append(path)
-            log(f"warning: skipped {path}: {str(exc).removeprefix(f'{path}: ')}")
+            log(f"warning: skipped {path}: {one_line(exc).removeprefix(f'{path}: ')}")
             continue
+        finally:
+            for w in caught:  # the loader's start with the path; Pillow's do not
+                log(f"warning: {path}: {str(w.message).removeprefix(f'{path}: ')}")
         if min(rgb.shape[:2]) >= min_side:
             images.append(torch.from_numpy(rgb.transpose(2, 0, 1).copy()))
     if not images:
