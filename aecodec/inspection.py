@@ -62,7 +62,7 @@ from .codec import api
 from .codec import format as fmt
 from .codec.format import Layout
 from .codec.images import prepare_image, to_image
-from .codec.tiles import padded
+from .codec.tiles import padded, unfold
 from .metrics import psnr_from_mse, squared_error, ssim
 
 __all__ = ["Inspection", "inspect", "symbol_bits", "finite"]
@@ -253,7 +253,8 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
              model, device: str) -> Inspection:
     net = api.load_model(model, device=device, container=c)[0]
     s, ls = net.config.stride, net.config.stride // 4  # pixels per z (64) and per y (16) position
-    hp, wp = padded(c.height, c.width, s)  # the image as coded
+    cw, ch = c.coded_size  # the image as coded: itself, or folded (format.py)
+    hp, wp = padded(ch, cw, s)
     y_pos, z_pos = np.zeros((hp // ls, wp // ls)), np.zeros((hp // s, wp // s))
     escapes = 0
 
@@ -266,7 +267,11 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
         escapes += n
 
     img = api.decode_with(net, c, on_tile=on_tile)  # the real decoder, once
-    rate_map, padding_bits = _pixel_map(y_pos, z_pos, c.height, c.width, ls)
+    rate_map, padding_bits = _pixel_map(y_pos, z_pos, ch, cw, ls)
+    if c.strips > 1:  # back to the image: a repeated line's bits are the sum of its copies'
+        folded_total = rate_map.sum()
+        rate_map = unfold(rate_map, c.width, c.height, c.strips) * fmt.strip_repeat(min(c.width, c.height))
+        padding_bits += float(folded_total - rate_map.sum())  # the end of the last strip
     rec = np.asarray(img.convert("L" if c.layout in Layout.GRAYS else "RGB"))
     error = ssim_value = None
     if original is not None:

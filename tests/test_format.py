@@ -101,12 +101,30 @@ def test_decode_rejects_crc_mismatch():
         fmt.unpack(bytes(data))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_decode_rejects_unknown_format_version(version):
     data = bytearray(fmt.pack(make()))
     data[4] = version
-    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads version 1"):
+    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads versions 1 and 2"):
         fmt.unpack(recrc(bytes(data)))
+
+
+def test_a_folded_image_is_a_version_2_file_and_round_trips():
+    """Version 2 = version 1 + a strips field after the model id; only folded images use it."""
+    assert fmt.coded_size(20000, 1, 16) == (1250, 64)  # 16 strips of 1250, each line 4 times
+    assert fmt.tile_grid(1250, 64, 1024) == (1, 2)
+    c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
+    data = fmt.pack(c)
+    assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16
+    assert fmt.unpack(data) == c
+    assert fmt.pack(make())[4] == 1  # everything else stays version 1
+
+
+@pytest.mark.parametrize("w,h,strips", [(20000, 1, 1), (20000, 1, 0), (100, 1, 101), (10, 1, 9), (1, 100, 60)])
+def test_impossible_folds_are_refused(w, h, strips):
+    """At least two strips, at most one per pixel of the long side, none of them empty."""
+    with pytest.raises(FormatError, match="invalid fold"):
+        fmt.pack(make(width=w, height=h, strips=strips)) if strips != 1 else fmt._check_strips(w, h, 1, 1 << 28)
 
 
 @pytest.mark.parametrize("offset,value,message", [

@@ -29,10 +29,13 @@ from .tiles import (
     analyze_tiles,
     check_tile,
     gained,
+    fold,
     latents,
     pack_latents,
     quality_to_level,
+    strips_for,
     synthesize,
+    unfold,
 )
 
 __all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_latents", "load_model",
@@ -137,13 +140,15 @@ def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: n
     in memory — the one coding path, also used by training's evaluation. At effort 1, one tile's
     latent in memory at a time; above, the tiles' latents are refined (:func:`refine_tiles`)."""
     h, w = rgb.shape[:2]
+    strips = strips_for(w, h)
+    rgb = fold(rgb, strips)
     analyses = analyze_tiles(net, rgb, tile)
     if effort == 1:
         coded = gained(net, analyses, quality)
     else:
         coded = refine_tiles(net, rgb, list(analyses), quality_to_level(quality, net.config.num_levels), tile,
                              effort, gray=layout in Layout.GRAYS, on_iteration=on_iteration)
-    return pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, coded, png_plane(alpha))
+    return pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, coded, png_plane(alpha), strips)
 
 
 @contextlib.contextmanager
@@ -174,9 +179,9 @@ def decode_with(net, c: Container, *, on_tile: Callable[[tuple, dict], None] | N
 
     ``on_tile(rect, latents)`` sees each tile's entropy-decoded latents on the way
     (:func:`~aecodec.codec.tiles.decode_tiles`) — what inspection measures, without a second decode."""
-    rgb = synthesize(net, c, latents(net, c, on_tile))
+    y_hat = latents(net, c, on_tile)
     alpha = _decode_alpha(c.alpha, c.width, c.height) if c.layout in Layout.WITH_ALPHA else None
-    return to_image(rgb, alpha, c.layout)
+    return to_image(unfold(synthesize(net, c, y_hat), c.width, c.height, c.strips), alpha, c.layout)
 
 
 def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike | None = None):
@@ -207,8 +212,8 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
 def info(data: bytes) -> dict:
     """Header fields of an .aec file (validated; the payload is not decoded)."""
     c = fmt.unpack(bytes(data))
-    rows, cols = fmt.tile_grid(c.width, c.height, c.tile)
-    return {"format_version": c.version, "model_id": c.model_id, "weights_hash": c.weights_hash,
+    rows, cols = fmt.tile_grid(*c.coded_size, c.tile)
+    return {"format_version": c.version, "strips": c.strips, "model_id": c.model_id, "weights_hash": c.weights_hash,
             "width": c.width, "height": c.height, "layout": Layout.NAMES[c.layout], "quality": c.quality,
             "bytes": len(data), "bpp": 8 * len(data) / (c.width * c.height),
             "tile": c.tile, "tiles": f"{cols}x{rows}",

@@ -1,11 +1,12 @@
-"""The .aec container (format version 1). Standard library only.
+"""The .aec container (format versions 1 and 2). Standard library only.
 
 All integers are unsigned big-endian. A file is::
 
     offset   size  field           rules
     ------   ----  --------------  ----------------------------------------------------------
          0      4  magic           89 41 45 43  ("\\x89AEC")
-         4      1  version         1 (a reader refuses any other value, naming both versions)
+         4      1  version         1 or 2 (a reader refuses any other value, naming the versions
+                                   it reads); 2 only for folded images (below)
          5      1  layout          1 = gray (L), 2 = gray + alpha (LA), 3 = RGB, 4 = RGBA
          6      2  quality         quality × 100, 0 … 10000 (i.e. 0.00 … 100.00)
          8      4  width           1 … 2^24; width × height ≤ the reader's pixel cap
@@ -14,15 +15,29 @@ All integers are unsigned big-endian. A file is::
         18      8  weights hash    first 8 bytes of the model's weights hash
         26      1  id length n     1 … 64
         27      n  model id        ASCII kebab-case: [a-z0-9]+(-[a-z0-9]+)*
-    27+n      4·S  section table   S lengths (u32), S = 2·T + A, where T = ⌈width/tile⌉·⌈height/tile⌉
-                                   tiles and A = 1 for layouts 2 and 4, else 0. Order: for each
-                                   tile in raster order its z then its y; then the alpha section.
-    27+n+4S  Σlen  sections        z: rANS string of the tile's hyper-latent
+  (version 2 only)
+    27+n        2  strips          s ≥ 2: the image is coded folded (below)
+    27+n(+2)  4·S  section table   S lengths (u32), S = 2·T + A, where T = ⌈W/tile⌉·⌈H/tile⌉ tiles
+                                   of the coded size W × H (the image's, or the folded one) and
+                                   A = 1 for layouts 2 and 4, else 0. Order: for each tile in
+                                   raster order its z then its y; then the alpha section.
+    …        Σlen  sections        z: rANS string of the tile's hyper-latent
                                    y: rANS string of the tile's latent
                                    (a rANS string is 32-bit words, at least two: its length
                                    is a multiple of 4, at least 8)
                                    alpha: PNG of the whole alpha plane (lossless)
     end-4       4  CRC-32          zlib.crc32 of every byte before it
+
+A thin image is coded *folded*, so that its cost follows its pixels and not the padding of its
+short side to 64 (a 1×100 000 strip would be coded as 64×100 032 pixels): the long side is cut into
+s strips of ⌈long / s⌉ pixels (the last one shorter) and the strips are coded side by side across
+the short side — a wide image's column strips stacked top to bottom (coded size ⌈width/s⌉ ×
+s·r·height), a tall image's row strips left to right (s·r·width × ⌈height/s⌉). r = ⌈4 / short⌉:
+an image thinner than 4 pixels has each line repeated r times (a strip of one line of pixels is
+all edges to the model: the quality would stay low at any rate). Every strip holds at least one
+pixel; the decoder unfolds, takes the mean of a line's copies, and crops. The alpha section
+always holds the unfolded plane.
+A file is written as version 1 unless it is folded, so version-1 readers read every other file.
 
 Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
 in bounded memory; the decoder synthesises each tile with a margin of its neighbours' latents, so
@@ -31,7 +46,8 @@ tile boundaries leave no seams. Small images are a single tile. The tile side is
 can make a decoder allocate for one tile.
 
 A reader checks, in this order and before allocating anything large: the magic, length ≥ the
-fixed part, version, each header field's range, the pixel cap, that the section table fits in
+fixed part, version, each header field's range, the pixel cap (of the image and of its coded
+size), that the section table fits in
 the file, that each z and y section is long enough to be a rANS string, that the section lengths
 add up to the file length exactly (shorter: "truncated"; longer: "trailing bytes"), and the CRC.
 
@@ -48,11 +64,12 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
-    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid",
+    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid", "coded_size", "strip_repeat",
 ]
 
 MAGIC = b"\x89AEC"
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes
+READS = (1, 2)
 MAX_SIDE = 1 << 24
 TILE_UNIT = 64
 MAX_TILE = 32 * TILE_UNIT  # 2048
@@ -62,6 +79,7 @@ MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 _FIXED = struct.Struct(">4sBBHIIH8sB")  # magic … id length: 27 bytes
 _CRC = struct.Struct(">I")
+_STRIPS = struct.Struct(">H")
 
 
 class Layout:
@@ -81,6 +99,24 @@ def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
     return -(-height // tile), -(-width // tile)
 
 
+MIN_STRIP = 4  # a folded strip's short side in pixels, at least: thinner images repeat each line
+
+
+def strip_repeat(short: int) -> int:
+    """How many times a folded image repeats each line across its short side (see the module docstring)."""
+    return -(-MIN_STRIP // short)
+
+
+def coded_size(width: int, height: int, strips: int = 1) -> tuple[int, int]:
+    """(width, height) an image is coded at: itself, or folded into ``strips`` strips along its
+    long side (see the module docstring)."""
+    if strips == 1:
+        return width, height
+    if width >= height:
+        return -(-width // strips), strips * strip_repeat(height) * height
+    return strips * strip_repeat(width) * width, -(-height // strips)
+
+
 @dataclass(frozen=True)
 class Container:
     width: int
@@ -92,7 +128,15 @@ class Container:
     tile: int  # tile side in pixels, a multiple of 64
     tiles: tuple[tuple[bytes, bytes], ...]  # (z, y) per tile, raster order
     alpha: bytes | None = None
-    version: int = VERSION
+    strips: int = 1  # > 1: coded folded (version 2)
+
+    @property
+    def version(self) -> int:
+        return 2 if self.strips > 1 else 1
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        return coded_size(self.width, self.height, self.strips)
 
 
 def _check_fields(width: int, height: int, layout: int, quality_x100: int, model_id: str,
@@ -109,6 +153,15 @@ def _check_fields(width: int, height: int, layout: int, quality_x100: int, model
                           f"{max_pixels} pixels (decompression-bomb guard)")
     if not 1 <= len(model_id) <= 64 or not MODEL_ID_RE.match(model_id):
         raise FormatError(f"invalid model id {model_id!r}")
+
+
+def _check_strips(width: int, height: int, strips: int, max_pixels: int) -> None:
+    long = max(width, height)
+    if not 2 <= strips <= long or -(-long // strips) * (strips - 1) >= long:
+        raise FormatError(f"invalid fold of a {width}×{height} image into {strips} strips")
+    w, h = coded_size(width, height, strips)
+    if max(w, h) > MAX_SIDE or w * h > max_pixels:
+        raise FormatError(f"folded size {w}×{h} exceeds the caps (side {MAX_SIDE}, {max_pixels} pixels)")
 
 
 def _check_tile(tile: int) -> None:
@@ -129,7 +182,9 @@ def pack(c: Container) -> bytes:
     q = round(c.quality * 100)
     _check_fields(c.width, c.height, c.layout, q, c.model_id, max_pixels=MAX_SIDE * MAX_SIDE)
     _check_tile(c.tile)
-    rows, cols = tile_grid(c.width, c.height, c.tile)
+    if c.strips != 1:
+        _check_strips(c.width, c.height, c.strips, MAX_SIDE * MAX_SIDE)
+    rows, cols = tile_grid(*c.coded_size, c.tile)
     if len(c.tiles) != rows * cols:
         raise FormatError(f"{len(c.tiles)} tiles given, the tile grid has {rows * cols}")
     if (c.alpha is not None) != (c.layout in Layout.WITH_ALPHA):
@@ -140,8 +195,8 @@ def pack(c: Container) -> bytes:
         raise FormatError("weights hash must be 8 bytes (16 hex digits)")
     mid = c.model_id.encode("ascii")
     sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
-    parts = [_FIXED.pack(MAGIC, VERSION, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
-             mid, struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
+    parts = [_FIXED.pack(MAGIC, c.version, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
+             mid, _STRIPS.pack(c.strips) if c.version == 2 else b"", struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
 
@@ -158,9 +213,9 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bo
     if len(data) < _FIXED.size:
         raise FormatError(f"truncated file: {len(data)} bytes is shorter than the header")
     _, version, layout, q, width, height, tile_units, digest, n = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise FormatError(f"unsupported format version {version}: this aecodec reads version {VERSION}"
-                          + (" — upgrade aecodec" if version > VERSION else ""))
+    if version not in READS:
+        raise FormatError(f"unsupported format version {version}: this aecodec reads versions "
+                          f"{' and '.join(map(str, READS))}" + (" — upgrade aecodec" if version > VERSION else ""))
     pos = _FIXED.size
     if len(data) < pos + n:
         raise FormatError("truncated file: header cut short")
@@ -172,7 +227,14 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bo
     tile = tile_units * TILE_UNIT
     _check_tile(tile)
     pos += n
-    rows, cols = tile_grid(width, height, tile)
+    strips = 1
+    if version == 2:
+        if len(data) < pos + _STRIPS.size:
+            raise FormatError("truncated file: header cut short")
+        (strips,) = _STRIPS.unpack_from(data, pos)
+        _check_strips(width, height, strips, max_pixels)
+        pos += _STRIPS.size
+    rows, cols = tile_grid(*coded_size(width, height, strips), tile)
     count = 2 * rows * cols + (1 if layout in Layout.WITH_ALPHA else 0)
     if len(data) < pos + 4 * count:
         raise FormatError("truncated file: section table cut short")
@@ -195,4 +257,4 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bo
     tiles = tuple(zip(sections[0:2 * rows * cols:2], sections[1:2 * rows * cols:2]))
     alpha = sections[-1] if layout in Layout.WITH_ALPHA else None
     return Container(width=width, height=height, layout=layout, quality=q / 100, model_id=model_id,
-                     weights_hash=digest.hex(), tile=tile, tiles=tiles, alpha=alpha, version=version)
+                     weights_hash=digest.hex(), tile=tile, tiles=tiles, alpha=alpha, strips=strips)

@@ -17,7 +17,7 @@ from . import format as fmt
 from .errors import one_line
 from .format import Container, FormatError
 
-__all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
+__all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "strips_for", "fold", "unfold", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
            "decode_tiles", "latents", "synthesize", "quality_to_level"]
 
 DEFAULT_TILE = 1024
@@ -43,6 +43,55 @@ def pixels(rgb: np.ndarray, device):
     import torch
 
     return torch.from_numpy(np.array(rgb)).to(device).permute(2, 0, 1)[None].float().div_(255)
+
+
+def strips_for(width: int, height: int) -> int:
+    """How many strips to fold an image into (:func:`fold`): 1 (no fold) unless folding at least
+    halves the area coded (the image padded to the stride), then the count that codes least."""
+    def area(strips: int) -> int:
+        w, h = fmt.coded_size(width, height, strips)
+        hp, wp = padded(h, w)
+        return hp * wp
+
+    long, short = max(width, height), min(width, height)
+    if long < 4 * short or long < 2 * fmt.TILE_UNIT:
+        return 1
+    best = min((s for s in range(2, min(long, fmt.MAX_SIDE // short) + 1)
+                if -(-long // s) * (s - 1) < long), key=area, default=1)
+    return best if 2 * area(best) <= area(1) else 1
+
+
+def fold(pixels: np.ndarray, strips: int) -> np.ndarray:
+    """An image ``(H, W, …)`` folded into ``strips`` strips along its long side, side by side
+    (:func:`~aecodec.codec.format.coded_size`: lines repeated below 4 pixels across); the last
+    strip is completed by repeating its last column (row)."""
+    if strips == 1:
+        return pixels
+    if pixels.shape[0] > pixels.shape[1]:  # tall: fold the transpose
+        return fold(pixels.swapaxes(0, 1), strips).swapaxes(0, 1)
+    pixels = np.repeat(pixels, fmt.strip_repeat(pixels.shape[0]), axis=0)
+    h, w = pixels.shape[:2]
+    n = -(-w // strips)
+    pad = [(0, 0), (0, n * strips - w)] + [(0, 0)] * (pixels.ndim - 2)
+    full = np.pad(pixels, pad, mode="edge")
+    return np.ascontiguousarray(full.reshape(h, strips, n, *pixels.shape[2:]).swapaxes(0, 1)
+                                .reshape(strips * h, n, *pixels.shape[2:]))
+
+
+def unfold(coded: np.ndarray, width: int, height: int, strips: int) -> np.ndarray:
+    """The inverse of :func:`fold`: the ``height × width`` image from its coded pixels (a repeated
+    line: the rounded mean of its copies, in the coded dtype)."""
+    if strips == 1:
+        return coded
+    if height > width:
+        return unfold(coded.swapaxes(0, 1), height, width, strips).swapaxes(0, 1)
+    r, n = fmt.strip_repeat(height), coded.shape[1]
+    rows = coded.reshape(strips, r * height, n, *coded.shape[2:]).swapaxes(0, 1)
+    rows = rows.reshape(r * height, strips * n, *coded.shape[2:])[:, :width]
+    if r > 1:
+        rows = rows.reshape(height, r, width, *coded.shape[2:]).mean(axis=1)
+        rows = np.round(rows).astype(coded.dtype) if np.issubdtype(coded.dtype, np.integer) else rows
+    return np.ascontiguousarray(rows)
 
 
 def tile_rects(height: int, width: int, tile: int):
@@ -87,15 +136,16 @@ def gained(net, latents, quality: float) -> Iterator[tuple]:
 
 
 def pack_latents(net, model_id: str, weights_hash: str, width: int, height: int, layout: int,
-                 quality: float, tile: int, coded, alpha_png: bytes | None) -> bytes:
+                 quality: float, tile: int, coded, alpha_png: bytes | None, strips: int = 1) -> bytes:
     """Entropy-code and pack the tiles' coded latents ``(y, z or None)`` (:func:`gained`, or
-    :func:`~aecodec.codec.refine.refine_tiles`)."""
+    :func:`~aecodec.codec.refine.refine_tiles`) of a ``width × height`` image coded in ``strips``."""
     tiles = []
     for y, z in coded:
         out = net.compress_latents(y, z)
         tiles.append((out["z"], out["y"]))
     return fmt.pack(Container(width=width, height=height, layout=layout, quality=quality, model_id=model_id,
-                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png))
+                              weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png,
+                              strips=strips))
 
 
 def decode_tiles(net, c: Container) -> Iterator[tuple[tuple[int, int, int, int], dict]]:
@@ -103,7 +153,8 @@ def decode_tiles(net, c: Container) -> Iterator[tuple[tuple[int, int, int, int],
     ``latents`` being :meth:`MeanScaleHyperprior.decode_latents`'s ``z_hat``, ``indexes``,
     ``means`` and ``y_hat`` — everything the decoder sees, bit-identical on every device."""
     s = net.config.stride
-    hp, wp = padded(c.height, c.width, s)
+    w, h = c.coded_size
+    hp, wp = padded(h, w, s)
     for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(tile_rects(hp, wp, c.tile), c.tiles):
         try:
             lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
@@ -114,22 +165,28 @@ def decode_tiles(net, c: Container) -> Iterator[tuple[tuple[int, int, int, int],
 
 def latents(net, c: Container, on_tile: Callable[[tuple, dict], None] | None = None):
     """ŷ of the whole (padded) image ``(1, M, H/16, W/16)``, tile by tile; ``on_tile(rect, latents)``
-    sees each tile's decoded latents (:func:`decode_tiles`) as it is placed."""
+    sees each tile's decoded latents (:func:`decode_tiles`) as it is placed. The image-sized tensor
+    is allocated only once every tile has decoded: a header claiming a large image with damaged or
+    empty strings is refused before it costs more than one tile."""
     import torch
 
     ls = net.config.stride // 4
-    hp, wp = padded(c.height, c.width, net.config.stride)
-    y_hat = torch.empty(1, net.config.M, hp // ls, wp // ls, device=next(net.parameters()).device)
+    w, h = c.coded_size
+    hp, wp = padded(h, w, net.config.stride)
+    decoded = []
     for rect, lat in decode_tiles(net, c):
-        y0, y1, x0, x1 = rect
-        y_hat[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = lat["y_hat"]
+        decoded.append((rect, lat["y_hat"]))
         if on_tile is not None:
             on_tile(rect, lat)
+    y_hat = torch.empty(1, net.config.M, hp // ls, wp // ls, device=next(net.parameters()).device)
+    while decoded:
+        (y0, y1, x0, x1), tile_y_hat = decoded.pop()
+        y_hat[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = tile_y_hat
     return y_hat
 
 
 def synthesize(net, c: Container, y_hat) -> np.ndarray:
-    """Pixels (H, W, 3) uint8, in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile
+    """Pixels (H, W, 3) uint8 of the coded size (:func:`unfold` gives the image), in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile
     (its memory is bounded by the decoder, not by the header); each piece sees MARGIN pixels of
     neighbouring latents, so the pieces join without seams."""
     import torch
@@ -137,12 +194,13 @@ def synthesize(net, c: Container, y_hat) -> np.ndarray:
     ls = net.config.stride // 4
     hp, wp = y_hat.shape[-2] * ls, y_hat.shape[-1] * ls
     level = quality_to_level(c.quality, net.config.num_levels)
-    out = np.empty((c.height, c.width, 3), np.uint8)
+    width, height = c.coded_size
+    out = np.empty((height, width, 3), np.uint8)
     for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, SYNTH_PIECE):
         x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
         if not torch.isfinite(x_hat).all():
             raise FormatError("corrupt latent data (decoded to invalid values)")
-        y1, x1 = min(y1, c.height), min(x1, c.width)
+        y1, x1 = min(y1, height), min(x1, width)
         crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
         out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return out

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from .exact import check_bounds
 from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
 __all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "read_checkpoint", "build_model", "CheckpointError", "STORAGES"]
@@ -58,11 +59,22 @@ def weights_hash(state_dict: dict) -> str:
 
 
 def build_model(arch: str, config: dict) -> MeanScaleHyperprior:
+    """The model of a checkpoint's architecture and config. The config's fixed-point grid must keep
+    every partial sum of the exact h_s below 2**53 (:func:`~aecodec.models.exact.check_bounds`),
+    or its entropy parameters would not be the same on every machine: CheckpointError."""
     try:
         cls, cfg_cls = ARCHITECTURES[arch]
     except KeyError:
         raise CheckpointError(f"unknown architecture {arch!r}") from None
-    return cls(cfg_cls.from_dict(config))
+    try:
+        cfg = cfg_cls.from_dict(config)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid model config ({exc})") from None
+    bits = check_bounds(cfg.N, cfg.M, cfg.fixed_point)
+    if bits >= 53:
+        raise CheckpointError(f"fixed-point config {cfg.fixed_point} lets the exact h_s reach 2**{bits}: "
+                              "not exact in float64 (must stay below 2**53)")
+    return cls(cfg)
 
 
 def fp32_state_dict(model: torch.nn.Module) -> dict:
