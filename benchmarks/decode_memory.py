@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-BASE_MIB = 1100  # interpreter, torch, the model and one piece of synthesis (SYNTH_PIECE² + margins)
-PER_PIXEL_BYTES = 16  # ŷ (3 B), synthesised pixels (3 B), Pillow's copy and the PNG writer's buffers
+BASE_MIB = 1150  # interpreter, torch, the model and one piece of synthesis (SYNTH_PIECE² + margins)
+PER_PIXEL_BYTES = 20  # ŷ (3 B), synthesised pixels (3 B), Pillow's copy and the PNG writer's buffers (measured: 16)
 
 
 def bound_mib(pixels: int) -> float:

@@ -111,8 +111,8 @@ def test_decode_rejects_unknown_format_version(version):
 
 def test_a_folded_image_is_a_version_2_file_and_round_trips():
     """Version 2 = version 1 + a strips field after the model id; only folded images use it."""
-    assert fmt.coded_size(20000, 1, 16) == (1250, 64)  # 16 strips of 1250, each line 4 times
-    assert fmt.tile_grid(1250, 64, 1024) == (1, 2)
+    assert fmt.coded_size(20000, 1, 16) == (1250, 16 * 4 + 15 * 4)  # 16 strips of 1250: line ×4, guards
+    assert fmt.tile_grid(1250, 124, 1024) == (1, 2)
     c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
     data = fmt.pack(c)
     assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16

@@ -31,12 +31,14 @@ All integers are unsigned big-endian. A file is::
 A thin image is coded *folded*, so that its cost follows its pixels and not the padding of its
 short side to 64 (a 1×100 000 strip would be coded as 64×100 032 pixels): the long side is cut into
 s strips of ⌈long / s⌉ pixels (the last one shorter) and the strips are coded side by side across
-the short side — a wide image's column strips stacked top to bottom (coded size ⌈width/s⌉ ×
-s·r·height), a tall image's row strips left to right (s·r·width × ⌈height/s⌉). r = ⌈4 / short⌉:
-an image thinner than 4 pixels has each line repeated r times (a strip of one line of pixels is
-all edges to the model: the quality would stay low at any rate). Every strip holds at least one
-pixel; the decoder unfolds, takes the mean of a line's copies, and crops. The alpha section
-always holds the unfolded plane.
+the short side with 4 guard lines between neighbours — a wide image's column strips stacked top
+to bottom (coded size ⌈width/s⌉ × (s·r·height + 4·(s−1))), a tall image's row strips left to
+right ((s·r·width + 4·(s−1)) × ⌈height/s⌉). r = ⌈4 / short⌉: an image thinner than 4 pixels has
+each line repeated r times. Both keep the coded picture smooth across the short side, which the
+model codes far better than strips meeting edge to edge. The guard lines are the encoder's choice
+(aecodec's: a linear ramp between the two strips' facing lines); the decoder skips them, takes the
+mean of a line's copies, and crops. Every strip holds at least one pixel. The alpha section always
+holds the unfolded plane.
 A file is written as version 1 unless it is folded, so version-1 readers read every other file.
 
 Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
@@ -64,7 +66,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
-    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid", "coded_size", "strip_repeat",
+    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid", "coded_size", "strip_repeat", "GUARD",
 ]
 
 MAGIC = b"\x89AEC"
@@ -100,6 +102,7 @@ def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
 
 
 MIN_STRIP = 4  # a folded strip's short side in pixels, at least: thinner images repeat each line
+GUARD = 4  # lines between two folded strips (the encoder's choice of content; the decoder skips them)
 
 
 def strip_repeat(short: int) -> int:
@@ -112,9 +115,9 @@ def coded_size(width: int, height: int, strips: int = 1) -> tuple[int, int]:
     long side (see the module docstring)."""
     if strips == 1:
         return width, height
-    if width >= height:
-        return -(-width // strips), strips * strip_repeat(height) * height
-    return strips * strip_repeat(width) * width, -(-height // strips)
+    short, long = min(width, height), max(width, height)
+    across = strips * strip_repeat(short) * short + (strips - 1) * GUARD
+    return (-(-long // strips), across) if width >= height else (across, -(-long // strips))
 
 
 @dataclass(frozen=True)

@@ -63,33 +63,38 @@ def strips_for(width: int, height: int) -> int:
 
 def fold(pixels: np.ndarray, strips: int) -> np.ndarray:
     """An image ``(H, W, …)`` folded into ``strips`` strips along its long side, side by side
-    (:func:`~aecodec.codec.format.coded_size`: lines repeated below 4 pixels across); the last
-    strip is completed by repeating its last column (row)."""
+    with :data:`~aecodec.codec.format.GUARD` lines of linear ramp between neighbours, lines repeated
+    below 4 pixels across (:func:`~aecodec.codec.format.coded_size`); the last strip is completed
+    by repeating its last column (row)."""
     if strips == 1:
         return pixels
     if pixels.shape[0] > pixels.shape[1]:  # tall: fold the transpose
         return fold(pixels.swapaxes(0, 1), strips).swapaxes(0, 1)
     pixels = np.repeat(pixels, fmt.strip_repeat(pixels.shape[0]), axis=0)
-    h, w = pixels.shape[:2]
-    n = -(-w // strips)
-    pad = [(0, 0), (0, n * strips - w)] + [(0, 0)] * (pixels.ndim - 2)
-    full = np.pad(pixels, pad, mode="edge")
-    return np.ascontiguousarray(full.reshape(h, strips, n, *pixels.shape[2:]).swapaxes(0, 1)
-                                .reshape(strips * h, n, *pixels.shape[2:]))
+    h, w, rest = pixels.shape[0], pixels.shape[1], pixels.shape[2:]
+    n, g = -(-w // strips), fmt.GUARD
+    full = np.pad(pixels, [(0, 0), (0, n * strips - w)] + [(0, 0)] * len(rest), mode="edge")
+    blocks = np.empty((strips, h + g, n, *rest), pixels.dtype)
+    blocks[:, :h] = full.reshape(h, strips, n, *rest).swapaxes(0, 1)
+    t = (np.arange(1, g + 1) / (g + 1)).reshape(1, g, *[1] * (1 + len(rest)))
+    ramp = (1 - t) * blocks[:-1, h - 1:h] + t * blocks[1:, :1]  # from a strip's last line to the next one's first
+    blocks[:-1, h:] = np.round(ramp) if np.issubdtype(pixels.dtype, np.integer) else ramp
+    return np.ascontiguousarray(blocks.reshape(strips * (h + g), n, *rest)[:strips * (h + g) - g])
 
 
 def unfold(coded: np.ndarray, width: int, height: int, strips: int) -> np.ndarray:
-    """The inverse of :func:`fold`: the ``height × width`` image from its coded pixels (a repeated
-    line: the rounded mean of its copies, in the coded dtype)."""
+    """The inverse of :func:`fold`: the ``height × width`` image from its coded pixels (guard lines
+    skipped; a repeated line: the rounded mean of its copies, in the coded dtype)."""
     if strips == 1:
         return coded
     if height > width:
         return unfold(coded.swapaxes(0, 1), height, width, strips).swapaxes(0, 1)
-    r, n = fmt.strip_repeat(height), coded.shape[1]
-    rows = coded.reshape(strips, r * height, n, *coded.shape[2:]).swapaxes(0, 1)
-    rows = rows.reshape(r * height, strips * n, *coded.shape[2:])[:, :width]
+    r, n, g, rest = fmt.strip_repeat(height), coded.shape[1], fmt.GUARD, coded.shape[2:]
+    whole = np.concatenate([coded, np.zeros((g, n, *rest), coded.dtype)])  # the last strip's (absent) guard
+    rows = whole.reshape(strips, r * height + g, n, *rest)[:, :r * height].swapaxes(0, 1)
+    rows = rows.reshape(r * height, strips * n, *rest)[:, :width]
     if r > 1:
-        rows = rows.reshape(height, r, width, *coded.shape[2:]).mean(axis=1)
+        rows = rows.reshape(height, r, width, *rest).mean(axis=1)
         rows = np.round(rows).astype(coded.dtype) if np.issubdtype(coded.dtype, np.integer) else rows
     return np.ascontiguousarray(rows)
 
