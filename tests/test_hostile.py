@@ -109,6 +109,27 @@ def test_the_exact_path_in_pieces_equals_one_pass_bit_for_bit():
             assert torch.equal(net.h_s.exact(z_hat, piece=piece), whole), (h, w, piece)
 
 
+def test_an_alpha_plane_above_pillows_bomb_limit_decodes(monkeypatch):
+    """The alpha section is a PNG of the image's size, already checked against aecodec's own pixel
+    cap (2**28, above Pillow's 1.8e8 error limit): Pillow's DecompressionBombError must not escape
+    as a traceback, nor refuse a valid file. (The limit is lowered here to keep the image small.)"""
+    from PIL import Image
+
+    rgba = np.dstack([smooth_image(40, 56), np.full((40, 56), 77, np.uint8)])
+    data = aecodec.encode(rgba, quality=50)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40×56 is now above 2× the limit: an error in Image.open
+    out = np.asarray(aecodec.decode(data))
+    assert out.shape == (40, 56, 4) and (out[..., 3] == 77).all()
+
+
+def test_a_corrupt_alpha_section_is_a_format_error():
+    rgba = np.dstack([smooth_image(40, 56), np.full((40, 56), 77, np.uint8)])
+    c = fmt.unpack(aecodec.encode(rgba, quality=50))
+    for alpha in (c.alpha[:20], c.alpha[:8] + bytes(len(c.alpha) - 8), b"\x89PNG\r\n\x1a\n" + bytes(40)):
+        with pytest.raises(aecodec.FormatError, match="corrupt alpha section"):
+            aecodec.decode(fmt.pack(dataclasses.replace(c, alpha=alpha)))
+
+
 # --- damage behind a forged CRC -------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["zero", "ff", "tail", "byte"])
 @pytest.mark.parametrize("section", [0, 1])

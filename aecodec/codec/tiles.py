@@ -1,5 +1,6 @@
-"""The coding pipeline, tile by tile: the one padding rule, the tile geometry, and the four
-stages between pixels and rANS strings (g_a → gain → entropy coding; entropy decoding → g_s).
+"""The coding pipeline, tile by tile: the one padding rule, the folding of thin images, the tile
+geometry, and the four stages between pixels and rANS strings (g_a → gain → entropy coding;
+entropy decoding → g_s).
 
 An image is padded to the model's stride (64) by replicating its border, then cut into square
 tiles in raster order. Each tile is analysed from the tile plus :data:`MARGIN` pixels of context
@@ -17,8 +18,9 @@ from . import format as fmt
 from .errors import one_line
 from .format import Container, FormatError
 
-__all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "strips_for", "fold", "unfold", "padded", "pad_to_stride", "pixels", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents",
-           "decode_tiles", "latents", "synthesize", "quality_to_level"]
+__all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "padded", "pad_to_stride", "pixels", "strips_for", "fold",
+           "unfold", "tile_rects", "check_tile", "analyze_tiles", "gained", "pack_latents", "decode_tiles",
+           "latents", "synthesize", "quality_to_level"]
 
 DEFAULT_TILE = 1024
 MARGIN = 64  # pixels of context around a tile: more than the receptive fields of g_a (61 px) and g_s
@@ -191,9 +193,9 @@ def latents(net, c: Container, on_tile: Callable[[tuple, dict], None] | None = N
 
 
 def synthesize(net, c: Container, y_hat) -> np.ndarray:
-    """Pixels (H, W, 3) uint8 of the coded size (:func:`unfold` gives the image), in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile
-    (its memory is bounded by the decoder, not by the header); each piece sees MARGIN pixels of
-    neighbouring latents, so the pieces join without seams."""
+    """Pixels (H, W, 3) uint8 of the coded size (:func:`unfold` gives the image), in pieces of
+    :data:`SYNTH_PIECE` pixels whatever the file's tile (its memory is bounded by the decoder, not
+    by the header); each piece sees MARGIN pixels of neighbouring latents, so they join seamlessly."""
     import torch
 
     ls = net.config.stride // 4
