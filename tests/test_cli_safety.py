@@ -238,9 +238,12 @@ def test_the_console_script_gives_one_line_usage_errors(photo):
 # Decode in a real process whose image writer stalls once the temp file holds data, so that the
 # signal lands while the output is half written.
 _STALLING_DECODE = textwrap.dedent("""
-    import runpy, sys, time
+    import runpy, signal, sys, time
     from pathlib import Path
     from PIL import Image
+
+    for s in (signal.SIGTERM, signal.SIGHUP):  # as launched from a terminal, whatever the runner passed on
+        signal.signal(s, signal.SIG_DFL)
 
     real_save = Image.Image.save
 
@@ -270,7 +273,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(photo, tmp_path, signum):
         assert ready.exists(), proc.stderr.read() if proc.poll() is not None else "not ready in 30 s"
         assert [p.name for p in out.iterdir()][0].startswith(".x.png.")  # the temp file, mid-write
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 128 + signum, err
