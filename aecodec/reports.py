@@ -47,6 +47,12 @@ def _png(fig, dpi: int) -> bytes:
     return buf.getvalue()
 
 
+def _aspect(height: int, width: int) -> float:
+    """A panel's height / width: the image's, within 1/4 … 3 (a 1×100 000 strip must not make a
+    figure of a hundred thousand inches, nor one of zero)."""
+    return min(3.0, max(0.25, height / width))
+
+
 def render_report(r: Inspection, *, dpi: int = 100) -> bytes:
     """A PNG: original, reconstruction, rate map (bits/pixel) and error map, totals in the title.
 
@@ -58,7 +64,7 @@ def render_report(r: Inspection, *, dpi: int = 100) -> bytes:
     cols = 2
     rows = panels // cols
     panel_w = 6.0
-    panel_h = panel_w * r.height / r.width + 0.5
+    panel_h = panel_w * _aspect(r.height, r.width) + 0.5  # extreme shapes: the image is drawn inside, not the figure stretched
     fig = Figure(figsize=(cols * panel_w + 1.2, rows * panel_h + 0.7), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     fig.suptitle(_title(r), fontsize=12)
@@ -96,7 +102,7 @@ def render_contact_sheet(ranking: Ranking, *, cols: int = 3, dpi: int = 100) -> 
     cols = max(1, min(cols, len(items)))
     rows = -(-len(items) // cols)
     vmax = max(float(r.rate_map.max()) for r in items) or 1.0
-    aspect = max(r.height / r.width for r in items)
+    aspect = max(_aspect(r.height, r.width) for r in items)
     cell_w = 2.6
     fig = Figure(figsize=(cols * 2 * cell_w + 1.0, rows * (cell_w * aspect + 0.6) + 0.8), layout="constrained")
     axes = fig.subplots(rows, 2 * cols, squeeze=False)

@@ -235,3 +235,15 @@ def test_cli_rank_writes_csv_json_and_contact_sheet_and_refuses_to_overwrite(tmp
     fails(runner.invoke(app, ["rank", str(images), "-o", str(out)]), "already exists")
     ok(runner.invoke(app, ["rank", str(images), "-o", str(out), "--force"]))
     fails(runner.invoke(app, ["rank", str(tmp_path / "nope"), "-o", str(out), "--force"]), "not a directory")
+
+
+@pytest.mark.parametrize("h,w", [(4000, 3), (3, 4000), (1, 600)])
+def test_thin_images_are_inspected_in_their_own_geometry_with_a_bounded_report(h, w):
+    """A thin image is coded folded; its maps come back in the image's geometry, and the report of
+    a 4000×3 image is a figure of ordinary size (it used to be sized by the aspect ratio: 4000/3
+    panels tall)."""
+    r = inspect(smooth_image(h, w, seed=1))
+    assert r.rate_map.shape == (h, w) and r.reconstruction.shape[:2] == (h, w)
+    assert r.psnr > 30
+    with Image.open(io.BytesIO(render_report(r))) as im:
+        assert max(im.size) < 4000
