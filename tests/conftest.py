@@ -32,3 +32,13 @@ def smooth_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray
 @pytest.fixture
 def rgb_image() -> np.ndarray:
     return smooth_image(70, 90)
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    """A small PNG photo on disk (for the command line's tests)."""
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(smooth_image(40, 56)).save(path)
+    return path

@@ -18,13 +18,6 @@ from .conftest import smooth_image
 runner = CliRunner()
 
 
-@pytest.fixture
-def photo(tmp_path) -> Path:
-    path = tmp_path / "photo.png"
-    Image.fromarray(smooth_image(40, 56)).save(path)
-    return path
-
-
 def ok(result):
     assert result.exit_code == 0, result.output
     return result

@@ -20,7 +20,7 @@ from aecodec.cli import app
 from aecodec.codec import api, files
 
 from .conftest import smooth_image
-from .test_cli import fails, ok, photo  # noqa: F401  (photo is a fixture)
+from .test_cli import fails, ok
 
 runner = CliRunner()
 
