@@ -115,6 +115,8 @@ def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, mode
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
