@@ -49,9 +49,9 @@ can make a decoder allocate for one tile.
 
 A reader checks, in this order and before allocating anything large: the magic, length ≥ the
 fixed part, version, each header field's range, the pixel cap (of the image and of its coded
-size), that the section table fits in
-the file, that each z and y section is long enough to be a rANS string, that the section lengths
-add up to the file length exactly (shorter: "truncated"; longer: "trailing bytes"), and the CRC.
+size), that the section table fits in the file, that each z and y section is long enough to be a
+rANS string, that the section lengths add up to the file length exactly (shorter: "truncated";
+longer: "trailing bytes"), and the CRC.
 
 The model is named by its stable id plus a weights hash — never by position in a list — so a
 file made with other weights is refused with the name of the weights it needs.
@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
-    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "tile_grid", "coded_size", "strip_repeat", "GUARD",
+    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "GUARD", "tile_grid", "coded_size", "strip_repeat",
 ]
 
 MAGIC = b"\x89AEC"
@@ -199,7 +199,8 @@ def pack(c: Container) -> bytes:
     mid = c.model_id.encode("ascii")
     sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
     parts = [_FIXED.pack(MAGIC, c.version, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
-             mid, _STRIPS.pack(c.strips) if c.version == 2 else b"", struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
+             mid, _STRIPS.pack(c.strips) if c.version == 2 else b"",
+             struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
 
