@@ -251,19 +251,16 @@ def encode(
     from .codec import api, files
 
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
-        _err("give one of -q/--quality, --target-size and --target-bpp")
-        raise typer.Exit(2)
+        _exit("give one of -q/--quality, --target-size and --target-bpp")
     size = None
     if target_size is not None:
         size = _parse_size(target_size)
         if size is None:
-            _err(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
-            raise typer.Exit(2)
+            _exit(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
     try:
         api.check_target(size, target_bpp)  # before any input is read
     except api.CodecError as exc:
-        _err(f"--target-bpp: {exc}")
-        raise typer.Exit(2)
+        _exit(f"--target-bpp: {exc}")
 
     def one(pair):
         src, dst = pair
@@ -469,8 +466,7 @@ def train(
                          log_every=log_every, progress=False if quiet else None,
                          threads=threads, N=n_channels, M=m_channels))
     except (TrainError, CheckpointError, FileNotFoundError) as exc:
-        _err(str(exc))
-        raise typer.Exit(2)
+        _exit(str(exc))
 
 
 @app.command()
@@ -486,13 +482,10 @@ def export(
     from .train import export as run
 
     if storage not in STORAGES:
-        _err(f"--storage must be one of {', '.join(STORAGES)}, not {storage!r}")
-        raise typer.Exit(2)
+        _exit(f"--storage must be one of {', '.join(STORAGES)}, not {storage!r}")
     try:
         run(checkpoint, out, storage=storage)
     except FileNotFoundError:
-        _err(f"{checkpoint}: no such file")
-        raise typer.Exit(2)
+        _exit(f"{checkpoint}: no such file")
     except (CheckpointError, OSError) as exc:
-        _err(str(exc))
-        raise typer.Exit(2)
+        _exit(str(exc))
