@@ -142,3 +142,27 @@ def test_lambda_follows_the_quality_between_trained_levels():
     assert refine.rd_lambda(lambdas, 0.0) == pytest.approx(0.001)
     assert refine.rd_lambda(lambdas, 1.5) == pytest.approx(0.008)  # log-linear: geometric mean
     assert refine.rd_lambda(lambdas, 2.0) == pytest.approx(0.016)
+
+
+@pytest.mark.parametrize("w,h,tiles", [(3000, 2000, 6), (100000, 1, 13)])
+def test_the_progress_bar_counts_the_iterations_of_the_tiles_really_coded(monkeypatch, w, h, tiles):
+    """Its total is iterations × tiles of the coded size: a folded 1×100 000 strip is 13 tiles of
+    1024, not the 98 its width alone would suggest."""
+    import tqdm
+
+    totals = []
+
+    class Bar:
+        def __init__(self, total=None, **kwargs):
+            totals.append(total)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    with api._progress_bar(9, w, h, 1024, False, True):
+        pass
+    assert totals == [refine.ITERATIONS[9] * tiles]

@@ -159,7 +159,7 @@ def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool,
         return
     from tqdm import tqdm
 
-    rows, cols = fmt.tile_grid(width, height, tile)
+    rows, cols = fmt.tile_grid(*fmt.coded_size(width, height, strips_for(width, height)), tile)
     total = ITERATIONS[effort] * rows * cols
     with tqdm(total=None if search else total, desc=f"effort {effort}", unit="it", leave=False,
               disable=None) as bar:
