@@ -62,22 +62,30 @@ def _rans_like(rng: random.Random, most: int) -> bytes:
     return bytes(rng.randrange(256) for _ in range(8 + 4 * rng.randrange(most // 4)))
 
 
+def craft(width: int, height: int, tile_units: int, sections: list[bytes], *, weights_hash: str,
+          layout: int = fmt.Layout.RGB, model_id: str = "mean-scale-vr-128") -> bytes:
+    """A version-1 file written byte by byte, as an attacker would: any header field, any
+    sections, a valid CRC (``format.pack`` refuses what this writes)."""
+    mid = model_id.encode()
+    body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, layout, 5000, width, height, tile_units,
+                        bytes.fromhex(weights_hash), len(mid))
+            + mid + struct.pack(f">{len(sections)}I", *map(len, sections)) + b"".join(sections))
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
 def _bomb(c: fmt.Container, rng: random.Random) -> bytes:
     """A header declaring a huge image (up to the default cap) with any tile field and tiny
-    sections — a few hundred bytes that must not cost more than a small image to refuse."""
+    sections (all empty, all too short, or all random rANS-shaped strings) — a few hundred bytes
+    that must not cost more than a small image to refuse."""
     w = rng.choice([rng.randrange(1, 1 << 14), 4096, 16384, 65535, 1 << 24])
     h = max(1, min(1 << 24, rng.randrange(1, 1 << 14) if w < (1 << 14) else rng.randrange(1, 64)))
     units = rng.choice([1, 16, 32, 32, 33, 64, 256, 1024, 65535])
-    tile = 64 * units
-    rows, cols = fmt.tile_grid(w, h, min(tile, fmt.MAX_TILE))
+    rows, cols = fmt.tile_grid(w, h, min(64 * units, fmt.MAX_TILE))
     n = min(2 * rows * cols, 4096) + (1 if c.layout in fmt.Layout.WITH_ALPHA else 0)
-    sections = [rng.choice([b"", bytes(4), bytes(rng.randrange(256) for _ in range(rng.choice([8, 12, 64])))])
+    style = rng.choice(["empty", "short", "junk"])  # junk: rANS-shaped, so it reaches the entropy decoder
+    sections = [b"" if style == "empty" else bytes(4) if style == "short" else _rans_like(rng, 64)
                 for _ in range(n)]
-    mid = c.model_id.encode()
-    body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, fmt.VERSION, c.layout, 5000, w, h, units % 65536,
-                        bytes.fromhex(c.weights_hash), len(mid)) + mid
-            + struct.pack(f">{n}I", *map(len, sections)) + b"".join(sections))
-    return _fix_crc(body + bytes(4))
+    return craft(w, h, units % 65536, sections, weights_hash=c.weights_hash, layout=c.layout, model_id=c.model_id)
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, bool]:

@@ -4,11 +4,9 @@ leaves behind in the process that hosts it."""
 from __future__ import annotations
 
 import dataclasses
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 
 import numpy as np
 import pytest
@@ -20,18 +18,12 @@ from aecodec.codec import tiles
 from aecodec.models import exact, registry
 
 from .conftest import smooth_image
+from .fuzz_decoder import craft
 
 
-def _digest() -> bytes:
-    return bytes.fromhex(registry.load()[2])
-
-
-def _craft(width: int, height: int, tile_units: int, sections: list[bytes], layout: int = fmt.Layout.RGB) -> bytes:
+def _craft(width: int, height: int, tile_units: int, sections: list[bytes]) -> bytes:
     """A file written byte by byte, as an attacker would: any header, any sections, a valid CRC."""
-    mid = b"mean-scale-vr-128"
-    body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, layout, 5000, width, height, tile_units, _digest(), len(mid))
-            + mid + struct.pack(f">{len(sections)}I", *map(len, sections)) + b"".join(sections))
-    return body + struct.pack(">I", zlib.crc32(body))
+    return craft(width, height, tile_units, sections, weights_hash=registry.load()[2])
 
 
 # --- memory set by the header -------------------------------------------------------------------
