@@ -108,7 +108,7 @@ class _Tile:
 
     def loss(self, y, z, it: int, iterations: int, gen):
         """``R + λ·D`` (per pixel of the tile) of one relaxed sample of ``(y, z)``."""
-        from ..models.hyperprior import _ste_round
+        from ..models.exact import _ste_round
 
         frac = it / max(1, iterations - 1)
         if frac < NOISE_PHASE:

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from .._torch import compressai
-from .exact import FixedPoint, FixedPointHyperSynthesis
+from .exact import FixedPoint, FixedPointHyperSynthesis, _ste_round
 
 __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
 
@@ -120,10 +120,6 @@ def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
-
-
-def _ste_round(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.round(x) - x).detach()
 
 
 def _guarded(string: bytes, n_symbols: int) -> bytes:
