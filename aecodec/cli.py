@@ -439,6 +439,8 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's choice). On a busy machine 1 can be several times faster than 2.")] = None,
     lambdas: Annotated[Optional[str], typer.Option(metavar="L1,L2,…", help="A new run's rate–distortion trade-offs, low rate to high, comma-separated (one value: a single-rate model). Default: 8 levels 0.0018 … 0.18.")] = None,
     model_id: Annotated[str, typer.Option(help="A new run's model id (kebab-case); files name it. Continued runs keep theirs.")] = DEFAULT_MODEL_ID,
+    level_bias: Annotated[float, typer.Option(help="How often each gain level is trained: ∝ 1 + bias·level/(L−1); 0 uniform, 2 trains the highest quality 3× as often as the lowest.")] = 0.0,
+    aux_transform: Annotated[bool, typer.Option("--aux-transform", help="Add AuxT, a zero-initialised linear Haar shortcut beside g_a and g_s (a new run, or --init-from weights without one).")] = False,
     n_channels: Annotated[int, typer.Option("--N", hidden=True, help="Channels of g_a/g_s (new runs).")] = 128,
     m_channels: Annotated[int, typer.Option("--M", hidden=True, help="Latent channels (new runs).")] = 192,
 ) -> None:
@@ -464,7 +466,8 @@ def train(
                          channels_last=channels_last, compile=compile, data_on_device=data_on_device,
                          eval_dir=eval_dir, eval_every=eval_every, eval_images=eval_images,
                          log_every=log_every, progress=False if quiet else None,
-                         threads=threads, N=n_channels, M=m_channels))
+                         threads=threads, level_bias=level_bias, aux_transform=aux_transform,
+                         N=n_channels, M=m_channels))
     except (TrainError, CheckpointError, FileNotFoundError) as exc:
         _exit(str(exc))
 

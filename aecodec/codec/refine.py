@@ -130,7 +130,7 @@ class _Tile:
         a, b, c, d = self.rect
         window[..., a:b, c:d] = y_synth
         a, b, c, d = self.crop
-        x_hat = self.net.g_s(window * self.inv_gain)[..., a:b, c:d]
+        x_hat = self.net.synthesis(window * self.inv_gain)[..., a:b, c:d]
         if self.gray:
             x_hat = sum(w * x_hat[:, i] for i, w in enumerate(LUMA))[:, None]
         return ((x_hat - self.x).square() * self.valid).sum() / x_hat.shape[1]  # per pixel, as the MSE is

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from .._torch import compressai
+from .auxt import HaarAnalysis, HaarSynthesis
 from .exact import FixedPoint, FixedPointHyperSynthesis, _ste_round
 
 __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
@@ -92,6 +93,8 @@ class HyperpriorConfig:
     scale_max: float = 256.0
     scale_levels: int = 64
     fixed_point: FixedPoint = field(default_factory=FixedPoint)
+    # A zero-initialised linear Haar shortcut beside g_a and g_s (models/auxt.py); off in old checkpoints.
+    aux_transform: bool = False
 
     @property
     def stride(self) -> int:
@@ -104,6 +107,8 @@ class HyperpriorConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lambdas"] = list(self.lambdas)
+        if not self.aux_transform:  # a model without the shortcut saves the config older versions read
+            del d["aux_transform"]
         return d
 
     @classmethod
@@ -160,6 +165,9 @@ class MeanScaleHyperprior(nn.Module):
             _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
             _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
         )
+        # AuxT: linear shortcuts beside g_a and g_s (None without them; models/auxt.py).
+        self.aux_a = HaarAnalysis(M) if config.aux_transform else None
+        self.aux_s = HaarSynthesis(M) if config.aux_transform else None
         self.h_a = nn.Sequential(
             _conv(M, N, k=3, stride=1), nn.LeakyReLU(inplace=True),
             _conv(N, N), nn.LeakyReLU(inplace=True), _conv(N, N),
@@ -189,18 +197,29 @@ class MeanScaleHyperprior(nn.Module):
         log_ig = (1 - t) * self.log_inv_gain[lo] + t * self.log_inv_gain[hi]
         return log_g.exp()[:, :, None, None], log_ig.exp()[:, :, None, None]
 
+    # ----------------------------------------------------------------------------- transforms
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """y before the gain: ``g_a(x)``, plus the linear shortcut when the model has one."""
+        y = self.g_a(x)
+        return y if self.aux_a is None else y + self.aux_a(x)
+
+    def synthesis(self, y: torch.Tensor) -> torch.Tensor:
+        """x̂ (unclamped) of a latent after the inverse gain: ``g_s(y)`` (+ the shortcut)."""
+        x_hat = self.g_s(y)
+        return x_hat if self.aux_s is None else x_hat + self.aux_s(y)
+
     # ----------------------------------------------------------------------------- training path
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict:
         """Training / evaluation forward pass with likelihoods (noise on the rate path,
         straight-through rounding on the synthesis path)."""
         gain, inv_gain = self.gains(level)
-        y = self.g_a(x) * gain
+        y = self.analysis(x) * gain
         z = self.h_a(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales_hat, means_hat = self.h_s(z_hat).chunk(2, 1)
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
         y_hat = _ste_round(y - means_hat) + means_hat
-        x_hat = self.g_s(y_hat * inv_gain)
+        x_hat = self.synthesis(y_hat * inv_gain)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}, "y_hat": y_hat}
 
     def aux_loss(self) -> torch.Tensor:
@@ -227,7 +246,7 @@ class MeanScaleHyperprior(nn.Module):
     def analyze(self, x: torch.Tensor, level: float | None) -> torch.Tensor:
         """The gained latent ``y = g_a(x)·gain`` of ``x`` ``(1, 3, H, W)``; ``level=None`` gives
         ``g_a(x)`` before the gain (see :meth:`apply_gain`)."""
-        y = self.g_a(x)
+        y = self.analysis(x)
         return y if level is None else self.apply_gain(y, level)
 
     @torch.inference_mode()
@@ -272,7 +291,7 @@ class MeanScaleHyperprior(nn.Module):
     @torch.inference_mode()
     def synthesize(self, y_hat: torch.Tensor, level: float) -> torch.Tensor:
         _, inv_gain = self.gains(torch.tensor([level], device=y_hat.device))
-        return self.g_s(y_hat * inv_gain).clamp_(0, 1)
+        return self.synthesis(y_hat * inv_gain).clamp_(0, 1)
 
     # ----------------------------------------------------------------------------- export
     def update(self) -> None:

@@ -19,7 +19,7 @@ from .options import TrainOptions, check_options
 from .run import Run, set_up
 from .step import optimise
 
-__all__ = ["train", "run_chunk", "should_stop", "take_step", "show_progress", "evaluate_now", "save", "finish"]
+__all__ = ["train", "run_chunk", "should_stop", "take_step", "draw_levels", "show_progress", "evaluate_now", "save", "finish"]
 
 
 def train(o: TrainOptions, log=print) -> Path:
@@ -64,11 +64,20 @@ def take_step(run: Run) -> tuple[dict, torch.Tensor]:
         g["lr"] = run.lr(run.step)
     x = run.sampler.sample(o.batch_size).to(run.device, non_blocking=True)  # (B, 3, crop, crop)
     x = x.contiguous(memory_format=torch.channels_last if o.channels_last else torch.contiguous_format)
-    level = torch.randint(0, run.model.config.num_levels, (o.batch_size,), device=run.device)
+    level = draw_levels(run.model.config.num_levels, o.batch_size, o.level_bias, run.device)
     r, aux = optimise(run.model, run.opt, run.aux_opt, x, level, distortion=o.distortion, clip=o.clip,
                       forward=run.forward, world=run.d.world)
     run.step += 1
     return r, aux
+
+
+def draw_levels(levels: int, batch: int, bias: float, device: torch.device) -> torch.Tensor:
+    """Each crop's gain level: uniform (``bias`` 0, the same random stream as always), else drawn
+    with probability ∝ ``1 + bias·i/(L−1)`` — bias 2 draws the highest level 3× as often as the lowest."""
+    if not bias or levels < 2:
+        return torch.randint(0, levels, (batch,), device=device)
+    p = 1 + bias * torch.arange(levels, device=device, dtype=torch.float32) / (levels - 1)
+    return torch.multinomial(p, batch, replacement=True)
 
 
 def show_progress(run: Run, r: dict, aux: torch.Tensor) -> None:
@@ -113,6 +122,10 @@ def save(run: Run) -> None:
              "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
              "processes": d.world, "batch_size": o.batch_size, "crop": o.crop, "lr": o.lr,
              "distortion": o.distortion, "amp": o.amp, "data": [str(p) for p in o.data]}
+    if o.level_bias:
+        chunk["level_bias"] = o.level_bias
+    if o.aux_transform:
+        chunk["aux_transform"] = True
     if run.fresh:
         chunk["init_from"] = str(o.init_from)
     record = dict(run.record)

@@ -51,6 +51,8 @@ class TrainOptions:
     eval_qualities: tuple[float, ...] = (25.0, 50.0, 75.0)  # low / mid / high
     progress: bool | None = None  # tqdm bar; None: when stderr is a terminal
     threads: int | None = None  # torch CPU threads; None: torch's default
+    level_bias: float = 0.0  # gain levels drawn ∝ 1 + bias·level/(L−1): 0 uniform, > 0 favours high quality
+    aux_transform: bool = False  # add the zero-initialised AuxT shortcut (new runs and --init-from)
 
 
 def check_options(o: TrainOptions) -> None:
@@ -67,6 +69,11 @@ def check_options(o: TrainOptions) -> None:
     if o.resume and o.init_from:
         raise TrainError("--resume and --init-from exclude each other (resume continues the optimiser, "
                          "init-from starts a fresh one)")
+    if o.level_bias <= -1:
+        raise TrainError(f"--level-bias must be greater than -1 (every level keeps a chance), got {o.level_bias:g}")
+    if o.aux_transform and o.resume:
+        raise TrainError("--aux-transform adds the shortcut to a new run or an --init-from run; "
+                         "a resumed run keeps its checkpoint's architecture")
     if o.batch_size < 1 or o.eval_images < 1 or o.eval_every < 0 or o.init_warmup < 1:
         raise TrainError("--batch-size, --eval-images and --init-warmup must be positive, --eval-every ≥ 0")
     if not 1 <= len(o.model_id) <= 64 or not fmt.MODEL_ID_RE.match(o.model_id):

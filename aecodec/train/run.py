@@ -113,10 +113,21 @@ def _start_from(o: TrainOptions) -> tuple[MeanScaleHyperprior, TrainOptions, int
         step = int(src.get("step", record.get("steps", 0)))
         o = dataclasses.replace(o, model_id=src["model_id"])
     else:
-        cfg = HyperpriorConfig(N=o.N, M=o.M, **({"lambdas": tuple(o.lambdas)} if o.lambdas else {}))
+        cfg = HyperpriorConfig(N=o.N, M=o.M, aux_transform=o.aux_transform,
+                               **({"lambdas": tuple(o.lambdas)} if o.lambdas else {}))
         model, step = MeanScaleHyperprior(cfg), 0
+    if o.aux_transform and not model.config.aux_transform:
+        model = _with_aux_transform(model)
     record.setdefault("chunks", [])
     return model, o, step, record, ckpt
+
+
+def _with_aux_transform(model: MeanScaleHyperprior) -> MeanScaleHyperprior:
+    """The same model plus the zero-initialised AuxT shortcut: it computes the same function."""
+    grown = MeanScaleHyperprior(dataclasses.replace(model.config, aux_transform=True))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("aux_a.", "aux_s.")) for k in missing), (missing, unexpected)
+    return grown
 
 
 def _prepare(model: MeanScaleHyperprior, o: TrainOptions, device: torch.device) -> None:
