@@ -65,7 +65,7 @@ def common_options(a) -> list[str]:
     return ["--init-from", str(a.start), "--batch-size", str(a.batch_size), "--crop", str(a.crop),
             "--lr", f"{a.lr:g}", "--steps", "100000000", "--warmup", "0", "--init-warmup", str(a.ramp),
             "--max-minutes", f"{a.minutes:g}", "--log-every", "25",
-            "--quiet", "--device", a.device]
+            "--quiet", "--device", a.device, *shlex.split(a.common)]
 
 
 def train_arms(a) -> None:
@@ -223,6 +223,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=BASE_LR, help="constant LR of every arm (an arm may override)")
     p.add_argument("--ramp", type=int, default=20, help="LR ramp steps after init-from")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--common", default="", metavar="'OPTIONS'",
+                   help="train options every arm gets (e.g. '--amp bf16' for the GPU job's recipe)")
     p.add_argument("--parallel", type=int, default=None, help="arms at a time (default: CPU cores, 1 on cuda)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per arm on the CPU")
     p.add_argument("--qualities", type=float, nargs="+", default=list(QUALITIES))
