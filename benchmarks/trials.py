@@ -16,7 +16,7 @@ measures how far two runs of the *same* recipe land apart: differences below tha
 
 The two halves also run apart — ``train`` (e.g. on a lent GPU, weights come back) and ``eval``
 (here) — writing ``arms.json`` and ``<arm>.pt`` into ``--out``; ``eval`` adds ``results.json``,
-``trials.md`` and ``trials.png``.
+``trials.md`` and ``trials.png`` there or into ``--results`` (what is committed: the weights are not).
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def evaluate_arms(a) -> dict:
     """Code Kodak with the start and every arm's weights; BD-rates against the baseline and the start."""
     from aecodec.models.checkpoint import read_checkpoint
 
-    out = a.out
+    out, res = a.out, a.results or a.out
+    res.mkdir(parents=True, exist_ok=True)
     record = json.loads((out / "arms.json").read_text())
     start = Path(record["start"]) if a.start is None else a.start
     paths = {"start": start, **{r["name"]: out / r["weights"] for r in record["arms"]}}
@@ -164,9 +165,9 @@ def evaluate_arms(a) -> dict:
     record["evaluated"] = machine_info()["date"]
     record["evaluation"] = ("Kodak, 24 images, real .aec bytes through aecodec.train.evaluate; "
                             "BD-rate: PSNR, PCHIP, mean curves; negative = fewer bits at equal PSNR")
-    (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
-    (out / "trials.md").write_text(markdown(record))
-    plot(record, out / "trials.png")
+    (res / "results.json").write_text(json.dumps(record, indent=1) + "\n")
+    (res / "trials.md").write_text(markdown(record))
+    plot(record, res / "trials.png")
     print(markdown(record), flush=True)
     return record
 
@@ -212,6 +213,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.trials", description=__doc__.split("\n\n")[0])
     p.add_argument("stage", choices=("run", "train", "eval"), help="run = train + eval")
     p.add_argument("--out", type=Path, required=True, help="folder for the arms' weights and the results")
+    p.add_argument("--results", type=Path, default=None,
+                   help="eval: folder for results.json, trials.md, trials.png (default: --out, beside the weights)")
     p.add_argument("--start", type=Path, default=None, help="weights every arm starts from (train: required)")
     p.add_argument("--data", type=Path, nargs="+", default=[ROOT.parent / "shared/datasets/train"])
     p.add_argument("--kodak", type=Path, default=ROOT.parent / "shared/datasets/kodak")
