@@ -190,3 +190,22 @@ def test_an_arm_is_a_name_and_train_options():
     assert trials.parse_arm("baseline=") == ("baseline", "")
     with pytest.raises(Exception, match="NAME="):
         trials.parse_arm("no options")
+
+
+def test_the_data_path_benchmark_times_our_loader_and_crops_against_torchvision(data_dir, tmp_path):
+    # A subprocess: where torchvision needs its operator schemas registered by hand, that stays there.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "dp.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.data_path", "--data", str(data_dir), "--photos", "3",
+                        "--crop", "64", "--batch", "2", "--out", str(out)], cwd=root, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["decode"]["photos"] == 3 and d["decode"]["pillow_ms_per_photo"] > 0
+    assert "torchvision_ms_per_photo" in d["decode"] or d["decode"]["torchvision"].startswith("unavailable")
+    cpu = d["crops"][0]
+    assert cpu["device"] == "cpu" and cpu["crop_sampler_ms"] > 0
