@@ -188,12 +188,19 @@ def plot(record: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import numpy as np
+
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     start = record["start_weights"]["kodak"]
-    ax.plot([p["bpp"] for p in start], [p["psnr"] for p in start], "k--", marker="o", label="start")
+    sb, sp = np.log([p["bpp"] for p in start]), np.array([p["psnr"] for p in start])
     for r in record["arms"]:
-        ax.plot([p["bpp"] for p in r["kodak"]], [p["psnr"] for p in r["kodak"]], marker=".", label=r["name"])
-    ax.set(xlabel="bpp", ylabel="PSNR (dB)", title="Kodak after equal minutes")
+        # PSNR gained over the start at the start's rates (log-rate interpolation of the arm's curve).
+        b, q = np.log([p["bpp"] for p in r["kodak"]]), [p["psnr"] for p in r["kodak"]]
+        gain = np.interp(sb, b, q, left=np.nan, right=np.nan) - sp
+        ax.plot(np.exp(sb), gain, marker="o", label=r["name"])
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="bpp (the start's points)", ylabel="PSNR gain over the start (dB)",
+           title="at equal rate, per quality")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     names = [r["name"] for r in record["arms"]]
@@ -203,6 +210,10 @@ def plot(record: dict, path: Path) -> None:
     bx.invert_yaxis()
     bx.set(xlabel="BD-rate vs start (%; negative is better)", title="what each arm gained")
     bx.grid(alpha=0.3, axis="x")
+    arm = record["arms"][0]
+    fig.suptitle(f"Kodak after {arm['minutes']:g} training minutes per arm on {record['device']} "
+                 f"({record['machine']['cpu_model'] if record['device'] == 'cpu' else 'GPU'}); "
+                 f"start {record['start_weights']['weights_hash']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
