@@ -42,3 +42,25 @@ def photo(tmp_path) -> Path:
     path = tmp_path / "photo.png"
     Image.fromarray(smooth_image(40, 56)).save(path)
     return path
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """A folder of four small training photos."""
+    from PIL import Image
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray(smooth_image(80 + 8 * i, 96, seed=i)).save(d / f"p{i}.png")
+    return d
+
+
+def train_opts(data_dir, out, **kw):
+    """Options of a tiny CPU training run (N 16, M 24, crops of 64) over ``data_dir``."""
+    from aecodec.train import TrainOptions
+
+    base = dict(data=[data_dir], out=out, steps=6, batch_size=2, crop=64, N=16, M=24, warmup=2,
+                device="cpu", log_every=1)
+    base.update(kw)
+    return TrainOptions(**base)

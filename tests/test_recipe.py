@@ -16,10 +16,10 @@ from aecodec.codec import format as fmt
 from aecodec.models.auxt import HaarAnalysis, HaarSynthesis, haar_basis
 from aecodec.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from aecodec.models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
-from aecodec.train import TrainError, TrainOptions, export, train
+from aecodec.train import TrainError, export, train
 from aecodec.train.loop import draw_levels
 
-from .conftest import smooth_image
+from .conftest import smooth_image, train_opts
 
 
 @pytest.fixture(autouse=True)
@@ -30,20 +30,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(3):
-        Image.fromarray(smooth_image(80 + 8 * i, 96, seed=i)).save(d / f"p{i}.png")
-    return d
-
-
-def opts(data_dir, out, **kw) -> TrainOptions:
-    base = dict(data=[data_dir], out=out, steps=3, batch_size=2, crop=64, N=16, M=24, warmup=1,
-                device="cpu", log_every=1)
-    base.update(kw)
-    return TrainOptions(**base)
+opts = train_opts
 
 
 # ----------------------------------------------------------------------------- AuxT

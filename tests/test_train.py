@@ -20,7 +20,7 @@ from aecodec.cli import app
 from aecodec.models.checkpoint import load_checkpoint
 from aecodec.train import TrainError, TrainOptions, lr_at, rd_loss, set_bf16, train
 
-from .conftest import smooth_image
+from .conftest import smooth_image, train_opts
 
 
 @pytest.fixture(autouse=True)
@@ -33,20 +33,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
-def data_dir(tmp_path) -> Path:
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(4):
-        Image.fromarray(smooth_image(80 + 8 * i, 96, seed=i)).save(d / f"p{i}.png")
-    return d
-
-
-def opts(data_dir, out, **kw) -> TrainOptions:
-    base = dict(data=[data_dir], out=out, steps=6, batch_size=2, crop=64, N=16, M=24, warmup=2,
-                device="cpu", log_every=1)
-    base.update(kw)
-    return TrainOptions(**base)
+opts = train_opts
 
 
 def test_training_resumes_where_it_stopped(data_dir, tmp_path):
