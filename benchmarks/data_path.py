@@ -64,7 +64,7 @@ def _median_s(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def decode(files: list[Path], tv) -> dict:
+def decode(files: list[Path]) -> dict:
     from aecodec.codec.images import load_rgb
 
     out = {"photos": len(files),
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     files = image_files([a.data], recursive=True)[: a.photos]
     images = [torch.from_numpy(load_rgb(f).transpose(2, 0, 1).copy()) for f in files]
     r = {"machine": machine_info(), "threads": a.threads, "torchvision": getattr(tv, "__version__", None),
-         "torchvision_note": note, "decode": decode(files, tv),
+         "torchvision_note": note, "decode": decode(files),
          "crops": [crops(images, a.crop, a.batch, torch.device("cpu"), tv)]}
     if torch.cuda.is_available():
         r["crops"].append(crops(images, a.crop, 64, torch.device("cuda"), tv))

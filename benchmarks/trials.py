@@ -49,7 +49,7 @@ ARMS = {
 }
 BASE_LR = 5e-5
 QUALITIES = (0.0, 25.0, 50.0, 75.0, 100.0)
-LOSS_RE = re.compile(r"^step (\d+) loss ([\d.]+) bpp ([\d.]+) psnr ([\d.]+) .* ([\d.]+) it/s")
+LOSS_RE = re.compile(r"^step \d+ loss ([\d.]+) bpp ([\d.]+) psnr ([\d.]+) ")
 
 
 def parse_arm(text: str) -> tuple[str, str]:
@@ -70,9 +70,7 @@ def common_options(a) -> list[str]:
 
 def train_arms(a) -> None:
     """Train every arm (``a.parallel`` at a time) and export its weights to ``<out>/<name>.pt``."""
-    out = a.out
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="aec-trials-"))
+    a.out.mkdir(parents=True, exist_ok=True)
     arms = a.arm or list(ARMS.items())
     common = common_options(a)
     record = {"start": str(a.start), "common": common, "data": [str(d) for d in a.data],
@@ -81,23 +79,29 @@ def train_arms(a) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if a.device == "cpu":
         env.update(OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    for i in range(0, len(arms), a.parallel):
-        group, procs = arms[i:i + a.parallel], []
-        for name, opts in group:
-            cmd = [sys.executable, "-m", "aecodec", "train", *map(str, a.data), "-o", str(work / f"{name}.pt"),
-                   *common, *(["--threads", str(a.threads)] if a.device == "cpu" else []), *shlex.split(opts)]
-            log = open(work / f"{name}.log", "w")
-            print(f"[{time.strftime('%H:%M:%S')}] arm {name}: {opts or '(baseline recipe)'}", flush=True)
-            procs.append((name, opts, cmd, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                                 env=env, cwd=ROOT)))
-        for name, opts, cmd, log, p in procs:
-            rc = p.wait()
-            log.close()
-            text = (work / f"{name}.log").read_text()
-            if rc:
-                raise SystemExit(f"trials: arm {name} failed (exit {rc}):\n{text[-2000:]}")
-            record["arms"].append(summarise_arm(name, opts, work / f"{name}.pt", text, out / f"{name}.pt"))
-            (out / "arms.json").write_text(json.dumps(record, indent=1) + "\n")
+    with tempfile.TemporaryDirectory(prefix="aec-trials-") as tmp:  # resumable chunks: ~90 MB an arm
+        for i in range(0, len(arms), a.parallel):
+            _train_group(a, arms[i:i + a.parallel], common, env, Path(tmp), record)
+
+
+def _train_group(a, group: list[tuple[str, str]], common: list[str], env: dict, work: Path, record: dict) -> None:
+    """Train the arms of ``group`` at the same time; append each one's row and rewrite arms.json."""
+    procs = []
+    for name, opts in group:
+        cmd = [sys.executable, "-m", "aecodec", "train", *map(str, a.data), "-o", str(work / f"{name}.pt"),
+               *common, *(["--threads", str(a.threads)] if a.device == "cpu" else []), *shlex.split(opts)]
+        log = open(work / f"{name}.log", "w")
+        print(f"[{time.strftime('%H:%M:%S')}] arm {name}: {opts or '(baseline recipe)'}", flush=True)
+        procs.append((name, opts, log, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                        env=env, cwd=ROOT)))
+    for name, opts, log, p in procs:
+        rc = p.wait()
+        log.close()
+        text = (work / f"{name}.log").read_text()
+        if rc:
+            raise SystemExit(f"trials: arm {name} failed (exit {rc}):\n{text[-2000:]}")
+        record["arms"].append(summarise_arm(name, opts, work / f"{name}.pt", text, a.out / f"{name}.pt"))
+        (a.out / "arms.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def summarise_arm(name: str, opts: str, chunk: Path, log: str, weights: Path) -> dict:
@@ -114,7 +118,7 @@ def summarise_arm(name: str, opts: str, chunk: Path, log: str, weights: Path) ->
            "minutes": c["minutes"], "steps_per_s": round(steps / (60 * c["minutes"]), 3),
            "crops_per_s": c.get("crops_per_s")}
     if last:
-        row.update(final_loss=float(last[-1][1]), final_bpp=float(last[-1][2]), final_psnr=float(last[-1][3]))
+        row.update(final_loss=float(last[-1][0]), final_bpp=float(last[-1][1]), final_psnr=float(last[-1][2]))
     print(f"  {name}: {steps} steps in {c['minutes']} min ({row['steps_per_s']} steps/s)", flush=True)
     return row
 
