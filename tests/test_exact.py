@@ -184,3 +184,47 @@ def test_thread_invariant_gdn_computes_compressais_gdn():
         ours = GDN(16, inverse=inverse)
         ours.load_state_dict(ref.state_dict())
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_synthesis_gives_the_same_bits_as_the_planar_one(net, images):
+    """The decoder runs g_s on channels-last tensors for speed (MeanScaleHyperprior.synthesize);
+    every decoded value must be the one the planar g_s gives, with 1 and 2 threads."""
+    from aecodec.codec.tiles import pad_to_stride
+
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for img in images:
+                x = torch.from_numpy(pad_to_stride(img, net.config.stride).copy()).permute(2, 0, 1)[None].float() / 255
+                for quality in (0, 75, 100):
+                    level = quality_to_level(quality, net.config.num_levels)
+                    with torch.inference_mode():
+                        gain, inv_gain = net.gains(torch.tensor([level]))
+                        y_hat = torch.round(net.g_a(x) * gain)
+                        planar = net.synthesis(y_hat * inv_gain).clamp_(0, 1)
+                        fast = net.synthesize(y_hat, level)
+                    assert fast.is_contiguous(memory_format=torch.channels_last)
+                    assert torch.equal(fast, planar), (threads, quality)
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_on_channels_last_input_computes_the_same_function(inverse):
+    from aecodec.models.hyperprior import GDN
+    torch.manual_seed(0)
+    gdn = GDN(16, inverse=inverse)
+    with torch.no_grad():
+        gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
+    x = torch.randn(2, 16, 9, 7)
+    xc = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    ref = gdn(x.requires_grad_())
+    out = gdn(xc)  # with autograd: no in-place ops on its way
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(xc.grad, x.grad, rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        torch.testing.assert_close(gdn(x.detach().contiguous(memory_format=torch.channels_last)), ref.detach(),
+                                   rtol=1e-6, atol=1e-6)
