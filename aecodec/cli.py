@@ -64,6 +64,8 @@ QUALITY_HELP = ("Quality 0–100, higher is better and larger (like cwebp's -q):
                 "trained rate, 100 its highest; fractional values interpolate. See the README for "
                 "bpp and PSNR on Kodak at each quality.")
 DEVICE_HELP = "Where to run the network: auto (GPU if present), cpu or cuda."
+VERBOSE_HELP = ("One line per file (size, bpp, …) also for several inputs, which otherwise show a progress bar "
+                "on a terminal; one input always gets its line unless --quiet.")
 
 
 def main(args: Optional[list[str]] = None) -> int:
@@ -92,7 +94,18 @@ class _Stopped(KeyboardInterrupt):
 
 
 def _err(msg: str) -> None:
-    typer.echo(f"aecodec: error: {msg}", err=True)
+    _say(f"aecodec: error: {msg}")
+
+
+_BAR = None  # the batch's progress bar while one is shown (:func:`_run_all`)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, above the batch's progress bar if one is shown."""
+    if _BAR is not None:
+        _BAR.write(line, file=sys.stderr)
+    else:
+        typer.echo(line, err=True)
 
 
 def _exit(msg: str, code: int = 2) -> NoReturn:
@@ -129,27 +142,51 @@ def _guard(quiet: bool, src: str):
             if not quiet:
                 for w in caught:
                     if issubclass(w.category, UserWarning) and "aecodec" in (w.filename or ""):
-                        typer.echo(f"aecodec: warning: {w.message}", err=True)
+                        _say(f"aecodec: warning: {w.message}")
 
 
-def _run_all(items, fn, quiet: bool) -> None:
+def _run_all(items, fn, quiet: bool, done: str = "", verbose: bool = False) -> None:
     """``fn`` on each item (a source, or a (source, output) pair), one error line for each that fails
-    (exit 1); Ctrl-C, SIGTERM and SIGHUP stop it with exit 128 + the signal number."""
+    (exit 1); Ctrl-C, SIGTERM and SIGHUP stop it with exit 128 + the signal number. Several items
+    show a progress bar on a terminal (stderr; not with ``quiet``) and, unless ``verbose`` (each
+    printed its own line) or ``quiet``, end with one line: how many were ``done``."""
+    global _BAR
+    items = list(items)
     failed = 0
     try:
-        with _signals_stop():
+        with _signals_stop(), _batch_bar(len(items), quiet) as bar:
+            _BAR = bar
             for item in items:
                 try:
                     with _guard(quiet, item[0] if isinstance(item, tuple) else item):
                         fn(item)
                 except _Failed:
                     failed += 1
+                if bar is not None:
+                    bar.update()
     except KeyboardInterrupt as exc:
+        _BAR = None
         signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
         _exit("interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}",
               128 + signum)
+    finally:
+        _BAR = None
+    if done and len(items) > 1 and not quiet and not verbose:
+        _say(f"{len(items) - failed} of {len(items)} images {done}" + (f", {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _batch_bar(n: int, quiet: bool):
+    """A tqdm bar over a batch of ``n`` > 1 items, shown only when stderr is a terminal; else None."""
+    if n < 2 or quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=n, unit="image", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+        yield bar
 
 
 @contextmanager
@@ -204,6 +241,11 @@ def _outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool) ->
     return pairs
 
 
+def _per_file(n: int, quiet: bool, verbose: bool) -> bool:
+    """Whether each file gets its summary line: one input (unless --quiet), or -v."""
+    return not quiet and (n == 1 or verbose)
+
+
 def _named(src: str, directory: Optional[str], suffix: str) -> str:
     """The default output for ``src``: its name with ``suffix``, beside it or in ``directory``."""
     try:
@@ -241,6 +283,7 @@ def encode(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Encode images to .aec files.
 
@@ -270,18 +313,19 @@ def encode(
             source = io.BytesIO(source)
             source.name = "<stdin>"  # what messages call it
         data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
-                          device=device, progress=not quiet)
+                          device=device, progress=not quiet and len(pairs) == 1)
         if dst == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
         else:
             files.write_atomic(dst, data, overwrite=force)
-        if not quiet:
+        if _per_file(len(pairs), quiet, verbose):
             i = api.info(data)
-            typer.echo(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
-                       f"{i['bpp']:.3f} bpp (q {i['quality']:g})", err=True)
+            _say(f"{src} -> {dst}: {i['width']}x{i['height']} {i['layout']}, {i['bytes']} bytes, "
+                 f"{i['bpp']:.3f} bpp (q {i['quality']:g})")
 
-    _run_all(_outputs(inputs, output, ".aec", force), one, quiet)
+    pairs = _outputs(inputs, output, ".aec", force)
+    _run_all(pairs, one, quiet, "encoded", verbose)
 
 
 @app.command()
@@ -291,6 +335,7 @@ def decode(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Decode .aec files to images."""
     from .codec import api, files
@@ -307,10 +352,11 @@ def decode(
             sys.stdout.buffer.flush()
         else:
             files.save_image(img, dst, overwrite=force)
-        if not quiet:
-            typer.echo(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}", err=True)
+        if _per_file(len(pairs), quiet, verbose):
+            _say(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}")
 
-    _run_all(_outputs(inputs, output, ".png", force), one, quiet)
+    pairs = _outputs(inputs, output, ".png", force)
+    _run_all(pairs, one, quiet, "decoded", verbose)
 
 
 @app.command()

@@ -161,6 +161,67 @@ def test_several_inputs_into_a_directory(tmp_path):
     assert len(list(out.glob("*.png"))) == 3
 
 
+def _three_photos(tmp_path) -> list[str]:
+    srcs = []
+    for i in range(3):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(smooth_image(20 + i, 30, seed=i)).save(p)
+        srcs.append(str(p))
+    return srcs
+
+
+def test_a_batch_prints_one_summary_line_and_each_file_only_with_verbose(tmp_path):
+    srcs = _three_photos(tmp_path)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = runner.invoke(app, ["encode", *srcs, str(tmp_path / "bad.png"), "-o", str(out)])
+    assert r.exit_code == 1
+    lines = r.output.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("aecodec: error:") and "bad.png" in lines[0]
+    assert lines[1] == "3 of 4 images encoded, 1 failed"
+    r = ok(runner.invoke(app, ["encode", *srcs, "-o", str(out), "--force", "-v"]))
+    assert [l.split(" -> ")[0] for l in r.output.splitlines()] == srcs
+    r = ok(runner.invoke(app, ["decode", *map(str, sorted(out.glob("*.aec"))), "-o", str(out)]))
+    assert r.output.splitlines() == ["3 of 3 images decoded"]
+    r = ok(runner.invoke(app, ["decode", *map(str, sorted(out.glob("*.aec"))), "-o", str(out), "--force", "--quiet"]))
+    assert r.output == ""
+    r = ok(runner.invoke(app, ["encode", srcs[0], "-o", str(out / "one.aec")]))  # one input: its line
+    assert r.output.startswith(f"{srcs[0]} -> ") and r.output.count("\n") == 1
+
+
+def test_a_batch_shows_a_progress_bar_on_a_terminal(tmp_path):
+    """Through a pseudo-terminal, as a user sees it: tqdm's bar counts the images on stderr."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    srcs = _three_photos(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0×0
+    proc = subprocess.Popen([sys.executable, "-m", "aecodec", "encode", *srcs, "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    text = seen.decode(errors="replace")
+    assert "0/3 [" in text and "image/s" in text, text  # the bar, counting images
+    assert "3 of 3 images encoded" in text and " -> " not in text, text
+
+
 def test_stdin_to_stdout(photo):
     r = runner.invoke(app, ["encode", "-", "-o", "-", "--quiet"], input=photo.read_bytes())
     assert r.exit_code == 0
