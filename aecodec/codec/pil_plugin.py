@@ -1,6 +1,12 @@
 """Pillow plugin: after ``import aecodec``, ``PIL.Image.open("x.aec")`` decodes and
 ``img.save("x.aec", quality=80)`` (or ``target_size=50_000`` / ``target_bpp=0.5``; ``effort=1…9``)
-encodes."""
+encodes.
+
+Written to Pillow's documented plugin interface ("Writing your own image plugin"): ``_open`` sets
+``_size`` and ``_mode`` and one tile for a Python decoder (``ImageFile.PyDecoder`` with
+``_pulls_fd``) that decodes the whole file on ``load()``. ``_mode`` is what Pillow ≥ 10.1 reads
+(10.0 had a plain ``mode`` attribute), hence ``pillow>=10.1`` in pyproject.toml.
+"""
 
 from __future__ import annotations
 
@@ -18,25 +24,29 @@ class AecImageFile(ImageFile.ImageFile):
     format_description = "aecodec learned image codec"
 
     def _open(self) -> None:
-        self._data = self.fp.read()
         try:
-            header = fmt.unpack(self._data, header_only=True)
+            header = fmt.unpack(self.fp.read(), header_only=True)
         except fmt.FormatError as exc:
             raise SyntaxError(str(exc)) from None
         self._size = (header.width, header.height)
         self._mode = fmt.Layout.PIL_MODES[header.layout]
         self.info["quality"] = header.quality
         self.info["model"] = f"{header.model_id}@{header.weights_hash}"
-        self.tile = []
+        # the whole file, from offset 0, goes to the decoder on load()
+        self.tile = [(AecImageFile.format, (0, 0) + self._size, 0, None)]
 
-    def load(self):
-        if self._im is None and self._data is not None:
-            from .api import decode
 
-            img = decode(self._data)
-            self.im = img.im
-            self._data = None
-        return Image.Image.load(self)
+class AecDecoder(ImageFile.PyDecoder):
+    _pulls_fd = True
+
+    def decode(self, buffer):
+        from .api import decode
+
+        img = decode(self.fd.read())
+        if img.mode != self.mode:  # decode() returns the layout's mode; be safe all the same
+            img = img.convert(self.mode)
+        self.set_as_raw(img.tobytes(), img.mode)
+        return -1, 0
 
 
 def _save(im: Image.Image, fp, filename) -> None:
@@ -49,6 +59,7 @@ def _save(im: Image.Image, fp, filename) -> None:
 
 def register() -> None:
     Image.register_open(AecImageFile.format, AecImageFile, _accept)
+    Image.register_decoder(AecImageFile.format, AecDecoder)
     Image.register_save(AecImageFile.format, _save)
     Image.register_extension(AecImageFile.format, ".aec")
     Image.register_mime(AecImageFile.format, "image/x-aec")
