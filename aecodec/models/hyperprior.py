@@ -73,26 +73,48 @@ class GDN(_cai.layers.GDN):
     at the same speed. Same parameters, same state dict, same function.
 
     A channels-last input (the decoder's g_s, :meth:`MeanScaleHyperprior.synthesize`) is
-    normalised in place of the layout: its pixels are the rows of a ``(B·H·W, C)`` matrix, so the
-    GEMM reads it without a copy; each output is the same dot product over the channels plus β,
-    and the results are bit-identical to the planar route (tests/test_exact.py). Under inference
-    mode the square root and the product reuse the GEMM's output buffer.
+    normalised in its own layout: its pixels are the rows of a ``(B·H·W, C)`` matrix, so the GEMM
+    reads it without a copy. Under inference mode (encoding, decoding) the pixels go through in
+    blocks of :attr:`BLOCK` into one output buffer, the square root and the product in place:
+    a third of the memory of the whole-image route and faster (the block stays in cache). Each
+    output is the same dot product over the channels plus β whatever the route, and the results
+    are bit-identical (tests/test_exact.py).
     """
+
+    BLOCK = 16384  # pixels per block of the inference route (8 MiB of float32 at 128 channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         beta = self.beta_reparam(self.beta)
         gamma = self.gamma_reparam(self.gamma).reshape(C, C)
-        if C > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            rows = x.permute(0, 2, 3, 1).reshape(B * H * W, C)  # a view of the channels-last memory
-            norm = torch.addmm(beta, rows * rows, gamma.t())
-            if torch.is_inference_mode_enabled():
-                out = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(rows)
-            else:
-                out = rows * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+        rows = C > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        if torch.is_inference_mode_enabled():
+            return self._blocks(x, beta, gamma, rows)
+        if rows:
+            r = x.permute(0, 2, 3, 1).reshape(B * H * W, C)  # a view of the channels-last memory
+            out = r * (torch.sqrt if self.inverse else torch.rsqrt)(torch.addmm(beta, r * r, gamma.t()))
             return out.reshape(B, H, W, C).permute(0, 3, 1, 2)
         norm = (torch.matmul(gamma, (x * x).reshape(B, C, H * W)) + beta[:, None]).reshape(B, C, H, W)
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+
+    def _blocks(self, x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor, rows: bool) -> torch.Tensor:
+        B, C, H, W = x.shape
+        n, step = H * W, self.BLOCK
+        if rows:
+            r = x.permute(0, 2, 3, 1).reshape(B * n, C)
+            out = torch.empty_like(r)
+            for i in range(0, B * n, step):
+                ri = r[i:i + step]
+                norm = torch.addmm(beta, ri * ri, gamma.t(), out=out[i:i + step])
+                (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(ri)
+            return out.reshape(B, H, W, C).permute(0, 3, 1, 2)
+        cols = x.reshape(B, C, n)
+        out = torch.empty_like(cols)
+        for i in range(0, n, step):
+            ci = cols[..., i:i + step]
+            norm = torch.matmul(gamma, ci * ci).add_(beta[:, None])
+            out[..., i:i + step] = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(ci)
+        return out.reshape(B, C, H, W)
 
 
 @dataclass(frozen=True)
