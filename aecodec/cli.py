@@ -119,8 +119,7 @@ def _guard(quiet: bool, src: str):
     from .codec.api import CodecError
     from .codec.errors import one_line
     from .codec.format import FormatError
-    from .models.checkpoint import CheckpointError
-    from .models.registry import ModelNotFound
+    from .models.errors import CheckpointError, ModelNotFound
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import CheckpointError
 from .exact import check_bounds
 from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
@@ -42,10 +43,6 @@ ARCHITECTURES = {"mean-scale-hyperprior-vr": (MeanScaleHyperprior, HyperpriorCon
 HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
 STORAGES = ("fp32", "mixed")
 _HALF_MODULES = ("g_a.", "h_a.", "h_s.", "g_s.")  # conv stacks; their GDN parameters stay float32
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used (wrong format, corrupt, hash mismatch)."""
 
 
 def weights_hash(state_dict: dict) -> str:
@@ -147,6 +144,6 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[Mea
     digest = weights_hash(sd)
     if digest != ckpt.get("weights_hash"):
         raise CheckpointError(f"{path}: weights hash mismatch (file corrupt?)")
-    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in sd.items()})
+    model.load_state_dict(sd)  # copies each tensor into the model's float32 one: no float32 copy of the file
     model.eval()
     return model, ckpt

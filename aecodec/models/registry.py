@@ -12,14 +12,12 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import ModelNotFound
+
 __all__ = ["DEFAULT_MODEL_ID", "SHIPPED_DIR", "ModelNotFound", "resolve", "load", "checkpoint_dirs"]
 
 DEFAULT_MODEL_ID = "mean-scale-vr-128"
 SHIPPED_DIR = Path(__file__).parent / "weights"
-
-
-class ModelNotFound(LookupError):
-    """No installed checkpoint has the id (and hash) that a file asks for."""
 
 
 def checkpoint_dirs() -> list[Path]:
