@@ -126,7 +126,7 @@ def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, mode
 def read_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     """The checkpoint's dict (config, record, tensors) without building the model."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # pickle / zip errors

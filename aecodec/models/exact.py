@@ -148,7 +148,7 @@ class FixedPointHyperSynthesis(nn.Module):
         return out
 
 
-# The exact path's convolutions as explicit GEMMs (im2col / col2im): on every device they only
+# The exact path's convolutions as explicit GEMMs, one per kernel tap: on every device they only
 # add exact integers, whatever the blocking or summation order — no cuDNN algorithm choice (FFT
 # and Winograd kernels are not exact) and no process-global backend switch.
 def _conv2d(x, w, b):
@@ -160,20 +160,32 @@ def _conv_transpose2d(x, w, b):
 
 
 def _gemm_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``F.conv2d(x, w, b, padding=1)`` for a 3×3 kernel, as unfold + matmul."""
-    B, _, H, W = x.shape
-    cols = F.unfold(x, w.shape[-1], padding=w.shape[-1] // 2)  # (B, C·k·k, H·W)
-    return (w.reshape(w.shape[0], -1) @ cols + b[:, None]).reshape(B, w.shape[0], H, W)
+    """``F.conv2d(x, w, b, padding=k // 2)``, one matmul per kernel tap added up: every partial sum
+    is an exact integer (in grid units), so the order does not matter, and there is no k·k-times
+    larger im2col matrix (32 MB for a Kodak image's h_s, 85 MB for a full piece)."""
+    B, C, H, W = x.shape
+    k = w.shape[-1]
+    xp = F.pad(x, (k // 2,) * 4)
+    out = torch.matmul(w[:, :, 0, 0], xp[..., :H, :W].reshape(B, C, H * W))
+    for ky in range(k):
+        for kx in range(k):
+            if ky or kx:
+                out += torch.matmul(w[:, :, ky, kx], xp[..., ky:ky + H, kx:kx + W].reshape(B, C, H * W))
+    return (out + b[:, None]).reshape(B, w.shape[0], H, W)
 
 
 def _gemm_conv_transpose2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``F.conv_transpose2d(x, w, b, stride=2, padding=2, output_padding=1)`` for a 5×5 kernel,
-    as matmul + fold (each input position scatters its k×k block; fold adds the overlaps)."""
+    """``F.conv_transpose2d(x, w, b, stride=2, padding=k // 2, output_padding=1)``, one matmul per
+    kernel tap, each added onto its stride-2 lattice of the output: exact integers again, and no
+    k·k-times larger column matrix (92 MB for a full piece)."""
     B, C, H, W = x.shape
-    k = w.shape[-1]
-    cols = w.reshape(C, -1).T @ x.reshape(B, C, H * W)  # (B, Cout·k·k, H·W)
-    out = F.fold(cols, (2 * H, 2 * W), k, stride=2, padding=k // 2)
-    return out + b[:, None, None]
+    k, p = w.shape[-1], w.shape[-1] // 2
+    out = x.new_zeros(B, w.shape[1], 2 * H + 2 * p, 2 * W + 2 * p)  # with a border of p
+    rows = x.reshape(B, C, H * W)
+    for ky in range(k):
+        for kx in range(k):
+            out[..., ky:ky + 2 * H:2, kx:kx + 2 * W:2] += torch.matmul(w[:, :, ky, kx].t(), rows).reshape(B, -1, H, W)
+    return out[..., p:p + 2 * H, p:p + 2 * W] + b[:, None, None]
 
 
 def check_bounds(N: int, M: int, fp: FixedPoint = FixedPoint()) -> int:
