@@ -272,3 +272,28 @@ def test_quick_run_exits_non_zero_when_a_codec_gives_insane_results(dataset, tmp
     assert code == 1
     failures = json.loads((tmp_path / "out" / "results.json").read_text())["checks"]["failures"]
     assert any("mean PSNR" in f for f in failures)
+
+
+def test_speed_measures_whole_commands_and_writes_the_readme_block(tmp_path):
+    """benchmarks.speed's command timings (real processes on the shipped sample) and the README
+    block written from them; ``aecodec info`` must stay far below the commands that load torch."""
+    import aecodec.samples
+    from benchmarks import speed
+
+    c = speed.commands(aecodec.samples.path(), 50, repeat=1, threads=1)
+    assert set(c) == {"import torch", "encode", "decode", "info"}
+    assert all(r["min_s"] > 0 and r["peak_rss_MB"] > 0 for r in c.values())
+    assert c["info"]["peak_rss_MB"] < 0.5 * c["import torch"]["peak_rss_MB"]
+    assert c["decode"]["min_s"] > c["info"]["min_s"]
+    result = {"date": "2026-11-28", "quality": 50, "machine": {"cpu": "X", "threads": 1, "torch": "2", "steal_percent": 1.5},
+              "commands": {"image": "coffee.png", "repeat": 1, **c},
+              "speed": [{"device": "cpu", "size": "600x400", "megapixels": 0.24, "bpp": 1.0, "encode_s": 0.3,
+                         "decode_s": 0.4, "encode_min_s": 0.29, "decode_min_s": 0.39, "encode_MPps": 0.8, "decode_MPps": 0.6}]}
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n\n<!-- speed:begin -->\nold\n<!-- speed:end -->\n\nafter\n")
+    speed.write_readme(readme, result, "python -m benchmarks.speed")
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# x\n\nbefore\n\n<!-- speed:begin -->\n**Speed**")
+    assert text.endswith("<!-- speed:end -->\n\nafter\n") and "steal" in text
+    assert f"| `aecodec info` | {c['info']['min_s']:.2f} s |" in text
+    assert "| cpu | 600x400 (0.24 MP) | 1.000 | 0.30 / 0.29 s | 0.40 / 0.39 s | 0.8 | 0.6 |" in text

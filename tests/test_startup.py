@@ -1,0 +1,58 @@
+"""Start-up: each command imports what it needs and nothing else (the CLI answers in about the
+time of ``import torch`` plus the coding itself; benchmarks/speed.py measures it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import aecodec.samples
+
+HEAVY = ("torch", "scipy.stats._stats_py", "matplotlib", "torchvision", "aecodec.train", "benchmarks")
+
+
+def _modules_after(*cli_args: str) -> dict:
+    """Run the CLI in a fresh interpreter; which of HEAVY it imported, and its exit code."""
+    code = ("import json, sys\n"
+            "from aecodec.cli import main\n"
+            f"rc = main({list(cli_args)!r})\n"
+            f"print(json.dumps({{'rc': rc, **{{m: m in sys.modules for m in {HEAVY!r}}}}}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_encode_and_decode_import_torch_but_not_scipy_stats_plotting_training_or_torchvision(tmp_path):
+    aec, png = str(tmp_path / "s.aec"), str(tmp_path / "s.png")
+    enc = _modules_after("encode", str(aecodec.samples.path()), "-o", aec, "-q", "50", "--quiet")
+    dec = _modules_after("decode", aec, "-o", png, "--quiet")
+    for seen in (enc, dec):
+        assert seen.pop("rc") == 0
+        assert seen == {"torch": True, **{m: False for m in HEAVY[1:]}}, seen
+
+
+def test_info_and_version_do_not_import_torch(tmp_path):
+    aec = tmp_path / "s.aec"
+    aec.write_bytes(aecodec.encode(aecodec.samples.path(), 10))
+    for args in (("info", str(aec)), ("info", "--json", str(aec)), ("--version",)):
+        seen = _modules_after(*args)
+        assert seen.pop("rc") == 0 and not any(seen.values()), (args, seen)
+
+
+def test_scipy_stats_stand_in_is_the_real_module_on_first_use():
+    """CompressAI's entropy models import scipy.stats at the top for norm.ppf at export; aecodec
+    defers it (aecodec/_torch.py). Used — also through a reference taken before — it is the real one."""
+    code = ("import sys\n"
+            "import aecodec._torch as t\n"
+            "t.compressai()\n"
+            "assert 'scipy.stats._stats_py' not in sys.modules\n"
+            "import scipy.stats as early\n"
+            "from compressai.entropy_models import GaussianConditional\n"
+            "q = GaussianConditional._standardized_quantile(0.025)\n"
+            "import scipy.stats\n"
+            "assert 'scipy.stats._stats_py' in sys.modules and hasattr(scipy.stats, 'ttest_ind')\n"
+            "print(round(q, 6), round(early.norm.ppf(0.975), 6))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["-1.959964", "1.959964"]
