@@ -81,7 +81,7 @@ class GDN(_cai.layers.GDN):
     are bit-identical (tests/test_exact.py).
     """
 
-    BLOCK = 16384  # pixels per block of the inference route (8 MiB of float32 at 128 channels)
+    BLOCK = 4096  # pixels per block of the inference route (2 MiB of float32 at 128 channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
