@@ -94,8 +94,10 @@ class FixedPointHyperSynthesis(nn.Module):
         )
 
     def _grid_params(self, exact: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Weights and biases on their grids (float64 for the exact path, cached: the exact path
-        runs once per tile and the weights only change in training)."""
+        """Weights and biases on their grids (cached for the exact path: it runs once per tile and
+        the weights only change in training). The grid values are float32 numbers (the grids are
+        powers of two within float32's 24-bit significand), so the cache keeps them in float32 and
+        the exact path widens each kernel tap to float64 as it uses it: half the memory, same values."""
         fp = self.fp
         if exact:
             key = tuple((p.data_ptr(), p._version, p.device) for p in self.parameters())
@@ -105,7 +107,7 @@ class FixedPointHyperSynthesis(nn.Module):
         for layer in self.layers:
             w = _to_grid(layer.weight, fp.w_bits, -fp.w_max, fp.w_max)
             b = _to_grid(layer.bias, fp.w_bits + fp.a_bits, -fp.a_max, fp.a_max)
-            params.append((w.detach().double(), b.detach().double()) if exact else (w, b))
+            params.append((w.detach(), b.detach()) if exact else (w, b))
         if exact:
             self._cache_key, self._cache = key, params
         return params
@@ -166,12 +168,12 @@ def _gemm_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Ten
     B, C, H, W = x.shape
     k = w.shape[-1]
     xp = F.pad(x, (k // 2,) * 4)
-    out = torch.matmul(w[:, :, 0, 0], xp[..., :H, :W].reshape(B, C, H * W))
+    out = torch.matmul(w[:, :, 0, 0].to(x.dtype), xp[..., :H, :W].reshape(B, C, H * W))
     for ky in range(k):
         for kx in range(k):
             if ky or kx:
-                out += torch.matmul(w[:, :, ky, kx], xp[..., ky:ky + H, kx:kx + W].reshape(B, C, H * W))
-    return (out + b[:, None]).reshape(B, w.shape[0], H, W)
+                out += torch.matmul(w[:, :, ky, kx].to(x.dtype), xp[..., ky:ky + H, kx:kx + W].reshape(B, C, H * W))
+    return (out + b.to(x.dtype)[:, None]).reshape(B, w.shape[0], H, W)
 
 
 def _gemm_conv_transpose2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -184,8 +186,8 @@ def _gemm_conv_transpose2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) ->
     rows = x.reshape(B, C, H * W)
     for ky in range(k):
         for kx in range(k):
-            out[..., ky:ky + 2 * H:2, kx:kx + 2 * W:2] += torch.matmul(w[:, :, ky, kx].t(), rows).reshape(B, -1, H, W)
-    return out[..., p:p + 2 * H, p:p + 2 * W] + b[:, None, None]
+            out[..., ky:ky + 2 * H:2, kx:kx + 2 * W:2] += torch.matmul(w[:, :, ky, kx].t().to(x.dtype), rows).reshape(B, -1, H, W)
+    return out[..., p:p + 2 * H, p:p + 2 * W] + b.to(x.dtype)[:, None, None]
 
 
 def check_bounds(N: int, M: int, fp: FixedPoint = FixedPoint()) -> int:
