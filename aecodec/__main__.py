@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m aecodec`` — the command line (see :mod:`aecodec.cli`)."""
 
-raise SystemExit(main())
+from .cli import run
+
+run()

@@ -256,6 +256,19 @@ def test_real_subprocess_round_trip(photo, tmp_path):
     assert Image.open(tmp_path / "s.png").size == (56, 40)
 
 
+def test_real_subprocess_ends_without_teardown_but_with_all_its_output(photo, tmp_path):
+    """``python -m aecodec`` (and the console script) end with os._exit after the command
+    (aecodec.cli.run): what went to stdout — a whole .aec file here — and stderr must be complete."""
+    r = _run("encode", str(photo), "-o", "-", "-q", "60")
+    assert r.returncode == 0, r.stderr.decode()
+    import aecodec
+
+    assert r.stdout == aecodec.encode(photo, 60)
+    r = _run("decode", "-", "-o", "-", input=r.stdout)
+    assert r.returncode == 0 and Image.open(__import__("io").BytesIO(r.stdout)).size == (56, 40)
+    assert r.stderr.decode().endswith("RGB\n")  # its summary line, flushed
+
+
 def test_real_subprocess_error_is_one_line_and_nonzero(tmp_path):
     (tmp_path / "junk.aec").write_bytes(b"hello")
     r = _run("decode", str(tmp_path / "junk.aec"), "-o", str(tmp_path / "j.png"))
