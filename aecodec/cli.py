@@ -88,7 +88,7 @@ def main(args: Optional[list[str]] = None) -> int:
 def run() -> NoReturn:
     """The console script and ``python -m aecodec``: :func:`main`, then the process ends without
     tearing the interpreter down. With torch loaded, Python's finalisation (clearing some 2 000
-    modules, the libraries' destructors) took 0.8–0.9 s on the 2-core machines — a quarter of a
+    modules, the libraries' destructors) took 0.7–0.85 s on the 2-core machines — a fifth of a
     whole decode — and does nothing a finished command needs: its outputs are already written,
     synced and renamed into place; atexit handlers still run and stdout / stderr are flushed.
     In-process callers (tests, other programs) use :func:`main`, which returns."""
