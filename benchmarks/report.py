@@ -71,15 +71,31 @@ def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
 
 
 def speed_markdown(sp: dict, path: Path) -> str:
+    """The README's speed block from ``benchmarks/speed.py``'s results (older results lack the
+    whole-command timings, the minimums, the command and the steal share: those parts are left out)."""
     m = sp["machine"]
-    lines = [f"**Speed** (`python -m benchmarks.speed --rss-megapixels 50`, {sp['date']}, {m['cpu']}, "
-             f"{m['threads']} threads, torch {m['torch']}, quality {sp['quality']:g}; median wall time "
-             f"through the Python API, model already loaded; [`{path}`]({path})):", "",
-             "| device | image | bpp | encode | decode | encode MP/s | decode MP/s |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    steal = f", {m['steal_percent']} % of the CPU time taken by the host (steal)" if "steal_percent" in m else ""
+    command = sp.get("command", "python -m benchmarks.speed --rss-megapixels 50")
+    lines = [f"**Speed** (`{command}`, {sp['date']}, {m['cpu']}, {m['threads']} threads, torch {m['torch']}, "
+             f"quality {sp['quality']:g}{steal}; [`{path}`]({path})).", ""]
+    if "commands" in sp:
+        c = sp["commands"]
+        lines += [f"Whole commands on {c['image']}, start-up included (the interpreter, imports, loading the "
+                  f"model, coding, writing the file), {c['repeat']} runs each, interleaved:", "",
+                  "| command | min | median | peak RSS |", "|---|---:|---:|---:|"]
+        for name, label in (("import torch", "`python -c \"import os, torch; os._exit(0)\"` (the floor)"),
+                            ("encode", "`aecodec encode -q 75`"), ("decode", "`aecodec decode` (to PNG)"),
+                            ("info", "`aecodec info`")):
+            r = c[name]
+            lines.append(f"| {label} | {r['min_s']:.2f} s | {r['median_s']:.2f} s | {r['peak_rss_MB']} MB |")
+        lines.append("")
+    lines += ["Through the Python API, model already loaded (median / minimum of the runs):", "",
+              "| device | image | bpp | encode | decode | encode MP/s | decode MP/s |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in sp["speed"]:
-        lines.append(f"| {r['device']} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | {r['encode_s']:.2f} s | "
-                     f"{r['decode_s']:.2f} s | {r['encode_MPps']:.2f} | {r['decode_MPps']:.2f} |")
+        enc, dec = (f"{r[f'{k}_s']:.2f}" + (f" / {r[f'{k}_min_s']:.2f}" if f"{k}_min_s" in r else "") + " s"
+                    for k in ("encode", "decode"))
+        lines.append(f"| {r['device']} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | {enc} | {dec} | "
+                     f"{r['encode_MPps']} | {r['decode_MPps']} |")
     pm = sp.get("peak_memory")
     if pm:
         lines += ["", f"**Peak memory** on a {pm['size']} ({pm['megapixels']} MP) photo, whole CLI process "
@@ -89,7 +105,7 @@ def speed_markdown(sp: dict, path: Path) -> str:
     return "\n".join(lines)
 
 
-def _replace_block(text: str, name: str, block: str) -> str:
+def replace_block(text: str, name: str, block: str) -> str:
     new, n = re.subn(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)",
                      lambda m: m.group(1) + block + m.group(2), text, flags=re.S)
     if n != 1:
@@ -139,9 +155,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     r = json.loads(a.results.read_text())
     text = a.readme.read_text()
-    text = _replace_block(text, "results", results_markdown(r, a.results, a.readme.parent.resolve()))
+    text = replace_block(text, "results", results_markdown(r, a.results, a.readme.parent.resolve()))
     if a.speed.is_file():
-        text = _replace_block(text, "speed", speed_markdown(json.loads(a.speed.read_text()), a.speed))
+        text = replace_block(text, "speed", speed_markdown(json.loads(a.speed.read_text()), a.speed))
     a.readme.write_text(text)
     if a.weights:
         rec = weights_record(r, a.weights)

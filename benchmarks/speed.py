@@ -16,7 +16,8 @@ records the peak resident memory of encode and of decode.
 The development machines are virtual: the share of CPU time the host took away while the
 benchmark ran ("steal", from /proc/stat) is recorded with the results — minimums are the numbers
 least disturbed by it. ``--readme`` rewrites the README's block between ``<!-- speed:begin -->``
-and ``<!-- speed:end -->`` from the results.
+and ``<!-- speed:end -->`` from the results (:func:`benchmarks.report.speed_markdown`, which
+``benchmarks.report`` also uses when weights are landed).
 """
 
 from __future__ import annotations
@@ -139,18 +140,12 @@ def peak_rss(img: np.ndarray, quality: float, threads: int) -> dict:
         res = {}
         for name, args in (("encode", ["encode", str(src), "-o", str(aec), "-q", str(quality), "--device", "cpu"]),
                            ("decode", ["decode", str(aec), "-o", str(out), "--device", "cpu"])):
-            t = time.perf_counter()
-            r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "aecodec", *args],
-                               capture_output=True, text=True,
-                               env={"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"})
-            if r.returncode:
-                raise RuntimeError(r.stderr[-2000:])
-            kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-            res[f"{name}_peak_rss_MB"] = round(kb / 1024)
-            res[f"{name}_wall_s"] = round(time.perf_counter() - t, 1)
+            wall, mb = _process([sys.executable, "-m", "aecodec", *args], threads)
+            res[f"{name}_peak_rss_MB"] = round(mb)
+            res[f"{name}_wall_s"] = round(wall, 1)
         res["file_bytes"] = aec.stat().st_size
     return {"size": f"{img.shape[1]}x{img.shape[0]}", "megapixels": round(img.size / 3e6, 1),
-            "tool": "/usr/bin/time -v (Maximum resident set size)", **res}
+            "tool": "/usr/bin/time (maximum resident set size)", **res}
 
 
 def _cpu_name() -> str:
@@ -176,8 +171,11 @@ def main(argv=None) -> int:
     ap.add_argument("--readme", type=Path, help="rewrite this README's speed block from the results")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.readme and not a.out:
+        ap.error("--readme needs --out (the README links to the results file)")
     steal0 = _steal()
-    result = {"date": str(date.today())}
+    result = {"date": str(date.today()),
+              "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])])}
     if a.cli_repeat:
         result["commands"] = {"image": "kodim23.png (768x512)", "repeat": a.cli_repeat,
                               **commands(a.kodak / "kodim23.png", a.quality, a.cli_repeat, a.threads)}
@@ -201,51 +199,11 @@ def main(argv=None) -> int:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(result, indent=1))
-    if a.readme:
-        write_readme(a.readme, result, " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]))
+    if a.readme:  # the block links to the results file: benchmarks.report renders it (as on landing)
+        from .report import replace_block, speed_markdown
+
+        a.readme.write_text(replace_block(a.readme.read_text(), "speed", speed_markdown(result, a.out)))
     return 0
-
-
-BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
-
-
-def readme_block(result: dict, command: str) -> str:
-    """The README's speed section, from a result of :func:`main`."""
-    m = result["machine"]
-    steal = f", {m['steal_percent']} % of the CPU time taken by the host (steal)" if "steal_percent" in m else ""
-    where = f"{result['date']}, {m['cpu']}, {m['threads']} threads, torch {m['torch']}, quality {result['quality']}{steal}"
-    lines = [f"**Speed** (`{command}`, {where}; [`benchmarks/results/speed.json`](benchmarks/results/speed.json)).", ""]
-    if "commands" in result:
-        c = result["commands"]
-        lines += [f"Whole commands on {c['image']}, start-up included (the interpreter, imports, loading the "
-                  f"model, coding, writing the file), {c['repeat']} runs each, interleaved:", "",
-                  "| command | min | median | peak RSS |", "|---|---:|---:|---:|"]
-        for name, label in (("import torch", "`python -c \"import os, torch; os._exit(0)\"` (the floor)"), ("encode", "`aecodec encode -q 75`"),
-                            ("decode", "`aecodec decode` (to PNG)"), ("info", "`aecodec info`")):
-            r = c[name]
-            lines.append(f"| {label} | {r['min_s']:.2f} s | {r['median_s']:.2f} s | {r['peak_rss_MB']} MB |")
-        lines.append("")
-    lines += ["Through the Python API, model already loaded (median / minimum of the runs):", "",
-              "| device | image | bpp | encode | decode | encode MP/s | decode MP/s |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in result["speed"]:
-        lines.append(f"| {r['device']} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | "
-                     f"{r['encode_s']:.2f} / {r['encode_min_s']:.2f} s | {r['decode_s']:.2f} / {r['decode_min_s']:.2f} s | "
-                     f"{r['encode_MPps']} | {r['decode_MPps']} |")
-    if "peak_memory" in result:
-        p = result["peak_memory"]
-        lines += ["", f"**Peak memory** on a {p['size']} ({p['megapixels']} MP) photo, whole CLI process ({p['tool']}): "
-                      f"encode {p['encode_peak_rss_MB']} MB in {p['encode_wall_s']} s, decode {p['decode_peak_rss_MB']} MB "
-                      f"in {p['decode_wall_s']} s ({p['file_bytes']} bytes)."]
-    return "\n".join(lines)
-
-
-def write_readme(readme: Path, result: dict, command: str) -> None:
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme}: no {BEGIN} … {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{readme_block(result, command)}\n{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -276,9 +276,12 @@ def test_quick_run_exits_non_zero_when_a_codec_gives_insane_results(dataset, tmp
 
 def test_speed_measures_whole_commands_and_writes_the_readme_block(tmp_path):
     """benchmarks.speed's command timings (real processes on the shipped sample) and the README
-    block written from them; ``aecodec info`` must stay far below the commands that load torch."""
+    block written from them (benchmarks.report, which speed --readme and landing both use);
+    ``aecodec info`` must stay far below the commands that load torch."""
+    from pathlib import Path
+
     import aecodec.samples
-    from benchmarks import speed
+    from benchmarks import report, speed
 
     c = speed.commands(aecodec.samples.path(), 50, repeat=1, threads=1)
     assert set(c) == {"import torch", "encode", "decode", "info"}
@@ -289,11 +292,12 @@ def test_speed_measures_whole_commands_and_writes_the_readme_block(tmp_path):
               "commands": {"image": "coffee.png", "repeat": 1, **c},
               "speed": [{"device": "cpu", "size": "600x400", "megapixels": 0.24, "bpp": 1.0, "encode_s": 0.3,
                          "decode_s": 0.4, "encode_min_s": 0.29, "decode_min_s": 0.39, "encode_MPps": 0.8, "decode_MPps": 0.6}]}
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\nbefore\n\n<!-- speed:begin -->\nold\n<!-- speed:end -->\n\nafter\n")
-    speed.write_readme(readme, result, "python -m benchmarks.speed")
-    text = readme.read_text()
+    text = "# x\n\nbefore\n\n<!-- speed:begin -->\nold\n<!-- speed:end -->\n\nafter\n"
+    text = report.replace_block(text, "speed", report.speed_markdown(result, Path("benchmarks/results/speed.json")))
     assert "old" not in text and text.startswith("# x\n\nbefore\n\n<!-- speed:begin -->\n**Speed**")
     assert text.endswith("<!-- speed:end -->\n\nafter\n") and "steal" in text
     assert f"| `aecodec info` | {c['info']['min_s']:.2f} s |" in text
     assert "| cpu | 600x400 (0.24 MP) | 1.000 | 0.30 / 0.29 s | 0.40 / 0.39 s | 0.8 | 0.6 |" in text
+    older = {**result, "speed": [{k: v for k, v in result["speed"][0].items() if not k.endswith("_min_s")}]}
+    del older["commands"]  # results written before whole commands and minimums were measured
+    assert "| 0.30 s | 0.40 s |" in report.speed_markdown(older, Path("speed.json"))
