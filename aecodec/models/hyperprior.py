@@ -117,55 +117,47 @@ class GDN(_cai.layers.GDN):
     changed with the thread count; the GEMM route gives identical results (tests/test_exact.py)
     at the same speed. Same parameters, same state dict, same function.
 
-    A channels-last input (the decoder's g_s, :meth:`MeanScaleHyperprior.synthesize`) is
-    normalised in its own layout: its pixels are the rows of a ``(B·H·W, C)`` matrix, so the GEMM
-    reads it without a copy. Under inference mode (encoding, decoding) the pixels go through in
-    blocks of :attr:`BLOCK` into one output buffer, the square root and the product in place:
-    a third of the memory of the whole-image route and faster (the block stays in cache). Each
-    output is the same dot product over the channels plus β whatever the route, and the results
-    are bit-identical (tests/test_exact.py).
+    Under inference mode (encoding, decoding) the pixels go through in blocks of :attr:`BLOCK`
+    into one output buffer, the square root and the product in place: a third of the memory of
+    the whole-image route and faster (the block stays in cache); a channels-last input (the
+    decoder's g_s, :meth:`MeanScaleHyperprior.synthesize`) is normalised in its own layout, its
+    pixels the rows of a ``(B·H·W, C)`` matrix that the GEMM reads without a copy. Each output is
+    the same dot product over the channels plus β whatever the route, and the results are
+    bit-identical (tests/test_exact.py).
     """
 
     BLOCK = 4096  # pixels per block of the inference route (2 MiB of float32 at 128 channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_inference_mode_enabled():
+            return self._blocks(x, inplace=False)
         B, C, H, W = x.shape
         beta = self.beta_reparam(self.beta)
         gamma = self.gamma_reparam(self.gamma).reshape(C, C)
-        rows = C > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        if torch.is_inference_mode_enabled():
-            return self._blocks(x, beta, gamma, rows)
-        if rows:
-            r = x.permute(0, 2, 3, 1).reshape(B * H * W, C)  # a view of the channels-last memory
-            out = r * (torch.sqrt if self.inverse else torch.rsqrt)(torch.addmm(beta, r * r, gamma.t()))
-            return out.reshape(B, H, W, C).permute(0, 3, 1, 2)
         norm = (torch.matmul(gamma, (x * x).reshape(B, C, H * W)) + beta[:, None]).reshape(B, C, H, W)
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
     @torch.inference_mode()
     def normalize_(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(x)`` written into ``x`` itself (inference only): for g_a and g_s, where each
-        GDN's input is a fresh convolution output that nothing else reads (:func:`run_inplace`)."""
-        C = x.shape[1]
-        rows = C > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        if not (rows or x.is_contiguous()):
-            return self(x)
-        return self._blocks(x, self.beta_reparam(self.beta), self.gamma_reparam(self.gamma).reshape(C, C), rows,
-                            inplace=True)
+        GDN's input is a fresh convolution output that nothing else reads (:func:`run_inplace`).
+        (A tensor in neither dense layout is normalised in a copy.)"""
+        return self._blocks(x, inplace=True)
 
-    def _blocks(self, x: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor, rows: bool,
-                inplace: bool = False) -> torch.Tensor:
+    def _blocks(self, x: torch.Tensor, inplace: bool) -> torch.Tensor:
         B, C, H, W = x.shape
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma).reshape(C, C)
         n, step = H * W, self.BLOCK
-        if rows:
-            r = x.permute(0, 2, 3, 1).reshape(B * n, C)
+        if C > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            r = x.permute(0, 2, 3, 1).reshape(B * n, C)  # pixels as rows: a view of the memory
             out = r if inplace else torch.empty_like(r)
             for i in range(0, B * n, step):
                 ri = r[i:i + step]
                 norm = torch.addmm(beta, ri * ri, gamma.t())
                 out[i:i + step] = (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(ri)
             return out.reshape(B, H, W, C).permute(0, 3, 1, 2)
-        cols = x.reshape(B, C, n)
+        cols = x.reshape(B, C, n)  # a view when x is planar, else a copy
         out = cols if inplace else torch.empty_like(cols)
         for i in range(0, n, step):
             ci = cols[..., i:i + step]
