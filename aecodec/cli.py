@@ -556,3 +556,161 @@ def export(
         _exit(f"{checkpoint}: no such file")
     except (CheckpointError, OSError) as exc:
         _exit(str(exc))
+
+
+# ----------------------------------------------------------------------------- batch (Ray)
+from .batch.work import RD_QUALITIES  # noqa: E402  (no Ray, no torch: the engine is imported by a job)
+
+batch_app = typer.Typer(no_args_is_help=True, help=(
+    "Many images at once, spread over this machine's cores or a Ray cluster (needs Ray: "
+    "pip install 'aecodec[cluster]'). Outputs mirror the input folder; manifest.jsonl records each "
+    "image; a rerun skips outputs that are there and verify."))
+app.add_typer(batch_app, name="batch")
+
+ADDRESS_HELP = ("Join this running Ray cluster (auto, ray://HOST:10001, …) instead of starting Ray on this "
+                "machine. The inputs and outputs must be paths every node sees (a shared filesystem).")
+WORKERS_HELP = "Worker processes, each with the model loaded once. Default: one per GPU, else one per CPU core."
+CPUS_HELP = "CPU cores (= torch threads) each worker reserves. Default 1, or the cores shared out with --workers."
+GPUS_HELP = "GPUs each worker reserves (0: CPU only). Default: 1 when the cluster has GPUs, else 0."
+MANIFEST_HELP = "Where to write the manifest (JSON lines, one per image). Default: DST/manifest.jsonl."
+FORCE_BATCH_HELP = "Redo outputs that are already there and verify (default: skip them)."
+
+
+def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, gpus_per_worker, manifest,
+           quiet: bool, verbose: bool) -> None:
+    """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary."""
+    global _BAR
+    from .batch import Job, run_job
+    from .codec.errors import CodecError, one_line
+
+    try:
+        job = Job(**job)
+    except CodecError as exc:
+        _exit(str(exc))
+
+    def started(n: int, pool: str) -> None:
+        global _BAR
+        if not quiet:
+            _say(f"{n} images, {pool}")
+        if n > 1 and not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            _BAR = tqdm(total=n, unit="image", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def finished(row: dict) -> None:
+        if row["status"] == "failed":
+            _err(row["error"])
+        elif verbose and not quiet:
+            size = f", {row['bytes']} bytes, {row['bpp']:.3f} bpp" if row.get("bytes") else ""
+            _say(f"{row['input']} -> {row['output'] or '-'}: {row['status']}{size}, {row['seconds']:.2f} s")
+        if _BAR is not None:
+            _BAR.update()
+
+    try:
+        with _signals_stop():
+            summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started, address=address,
+                              workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    except CodecError as exc:  # a job that cannot start: no Ray, bad folders, a pool the cluster cannot hold
+        _close_bar()
+        _exit(str(exc))
+    except KeyboardInterrupt as exc:
+        _close_bar()
+        signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
+        what = "interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}"
+        _exit(f"{what}; what was done is in the manifest's .partial file, and a rerun resumes", 128 + signum)
+    except OSError as exc:
+        _close_bar()
+        _exit(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+    except Exception as exc:  # the engine's (cannot reach the cluster, a worker that keeps dying, …)
+        _close_bar()
+        _exit(f"batch job failed: {type(exc).__name__}: {one_line(exc)}", 1)
+    _close_bar()
+    if not quiet:
+        _say(summary.line())
+        _say(f"manifest: {summary.manifest}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _close_bar() -> None:
+    global _BAR
+    if _BAR is not None:
+        _BAR.close()
+    _BAR = None
+
+
+@batch_app.command("encode")
+def batch_encode(
+    src: Annotated[str, typer.Argument(help="Folder of images (searched recursively), or one image.")],
+    dst: Annotated[str, typer.Argument(help="Folder for the .aec files (created): the inputs' relative paths, suffix .aec.")],
+    quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
+    target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed per image, e.g. 50k (see aecodec encode --help).")] = None,
+    target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed per image in bits per pixel.")] = None,
+    effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9, as for aecodec encode.")] = 1,
+    model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help=FORCE_BATCH_HELP)] = False,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
+    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
+    manifest: Annotated[Optional[str], typer.Option(help=MANIFEST_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+) -> None:
+    """Encode a folder of images to .aec files, in parallel (the same bytes as aecodec encode)."""
+    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
+        _exit("give one of -q/--quality, --target-size and --target-bpp")
+    size = None
+    if target_size is not None:
+        size = _parse_size(target_size)
+        if size is None:
+            _exit(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
+    _batch(dict(kind="encode", quality=quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
+                force=force), src, dst, address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+           gpus_per_worker=gpus_per_worker, manifest=manifest, quiet=quiet, verbose=verbose)
+
+
+@batch_app.command("decode")
+def batch_decode(
+    src: Annotated[str, typer.Argument(help="Folder of .aec files (searched recursively), or one file.")],
+    dst: Annotated[str, typer.Argument(help="Folder for the images (created): the inputs' relative paths.")],
+    image_format: Annotated[str, typer.Option("--format", help="Output format by extension: png, webp, tif, bmp, jpg, …")] = "png",
+    force: Annotated[bool, typer.Option("--force", "-f", help=FORCE_BATCH_HELP)] = False,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
+    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
+    manifest: Annotated[Optional[str], typer.Option(help=MANIFEST_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+) -> None:
+    """Decode a folder of .aec files to images, in parallel (the same pixels as aecodec decode)."""
+    _batch(dict(kind="decode", image_format=image_format, force=force), src, dst, address=address, workers=workers,
+           cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, manifest=manifest, quiet=quiet,
+           verbose=verbose)
+
+
+@batch_app.command("rd")
+def batch_rd(
+    src: Annotated[str, typer.Argument(help="Folder of images (searched recursively), or one image.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Folder for manifest.jsonl (per image and quality), rd.json (the mean curve) and rd.png.")] = "aecodec-rd",
+    qualities: Annotated[str, typer.Option("--qualities", metavar="Q1,Q2,…", help="Qualities to code each image at.")] = ",".join(f"{q:g}" for q in RD_QUALITIES),
+    effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9.")] = 1,
+    model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Measure every image again (default: keep the rows of an earlier run that still hold).")] = False,
+    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
+    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
+    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+) -> None:
+    """Rate–distortion of a folder at scale: each image coded at each quality (bpp from the real
+    file, PSNR, MS-SSIM), and the mean curve (rd.json, rd.png)."""
+    try:
+        qs = tuple(float(q) for q in qualities.split(","))
+    except ValueError:
+        _exit(f"--qualities must be comma-separated numbers, got {qualities!r}")
+    _batch(dict(kind="rd", qualities=qs, effort=effort, model=model, force=force), src, output, address=address,
+           workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, manifest=None,
+           quiet=quiet, verbose=verbose)

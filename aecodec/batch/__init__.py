@@ -1,0 +1,200 @@
+"""Batch jobs over a corpus, spread over the cores of a machine or a Ray cluster:
+``aecodec batch encode SRC DST``, ``batch decode SRC DST`` and ``batch rd SRC -o OUT``.
+
+Layers: :mod:`~aecodec.batch.work` (the job's options, its items, the work on one item — no Ray),
+:mod:`~aecodec.batch.engine` (Ray Data: a pool of actors over the items), and :func:`run_job` here
+(the items in, the manifest and the summary out). The core package never imports this.
+
+A job writes ``manifest.jsonl`` beside its outputs: one JSON row per input (input, output,
+status done / skipped / failed, width, height, bytes, bpp, bytes in / out, seconds, error, worker),
+sorted by input, replaced atomically at the end; while the job runs, rows go to
+``manifest.jsonl.partial`` as they finish, so an interrupted job leaves a record of what it did.
+A rerun skips each output that is already there and verifies (:class:`~aecodec.batch.work.Worker`);
+``force`` redoes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .work import KINDS, RD_QUALITIES, Item, Job, plan
+
+__all__ = ["Job", "Summary", "run_job", "read_manifest", "rd_curve", "KINDS", "RD_QUALITIES"]
+
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass
+class Summary:
+    """What a job did: counts by status, pixels, bytes in and out (of the images not failed), the
+    wall time (engine start included) and the pool."""
+
+    job: Job
+    images: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    megapixels: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    seconds: float = 0.0
+    pool: str = ""
+    manifest: str = ""
+    rows: list = field(default_factory=list, repr=False)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        setattr(self, row["status"], getattr(self, row["status"]) + 1)
+        if row["status"] != "failed":
+            self.megapixels += (row.get("width") or 0) * (row.get("height") or 0) / 1e6
+            self.bytes_in += row.get("bytes_in") or 0
+            self.bytes_out += row.get("bytes_out") or 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        verb = {"encode": "encoded", "decode": "decoded", "rd": "measured"}[self.job.kind]
+        parts = [f"{self.done} {verb}"] + ([f"{self.skipped} skipped (already done)"] if self.skipped else []) \
+            + ([f"{self.failed} failed"] if self.failed else [])
+        flow = f"; {_mb(self.bytes_in)} → {_mb(self.bytes_out)}" if self.job.kind != "rd" else ""
+        return (f"{self.images} images ({self.megapixels:.1f} MP): {', '.join(parts)}{flow}; "
+                f"{self.seconds:.1f} s, {self.images_per_second:.2f} images/s on {self.pool}")
+
+    def to_dict(self) -> dict:
+        return {"job": self.job.to_dict(), "images": self.images, "done": self.done, "skipped": self.skipped,
+                "failed": self.failed, "megapixels": round(self.megapixels, 3), "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out, "seconds": round(self.seconds, 3),
+                "images_per_second": round(self.images_per_second, 4), "pool": self.pool, "manifest": self.manifest}
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """The rows of a manifest (an unreadable line — a job killed mid-write — is skipped)."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
+            on_row: Callable[[dict], None] | None = None, on_start: Callable[[int, str], None] | None = None,
+            **engine) -> Summary:
+    """Run ``job`` on the inputs under ``src`` with outputs (and, by default, the manifest) under
+    ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.run` (address, workers, cpus_per_worker,
+    gpus_per_worker). ``on_start(n, pool)`` is called once the pool is up, ``on_row(row)`` per
+    finished item. Raises :class:`~aecodec.codec.errors.CodecError` for a job that cannot start."""
+    from ..codec.files import write_atomic
+    from . import engine as ray_engine
+
+    start = time.perf_counter()
+    ray_engine.ray_or_error()  # before any listing or folder is made
+    dst = Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise ray_engine.BatchError(f"{dst}: not a directory")
+    items = plan(job, src, dst)
+    manifest = Path(manifest) if manifest is not None else dst / MANIFEST
+    partial = manifest.with_name(manifest.name + ".partial")
+    if job.kind == "rd":
+        _attach_previous(items, read_manifest(manifest) + read_manifest(partial))
+    dst.mkdir(parents=True, exist_ok=True)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    summary = Summary(job, images=len(items), manifest=str(manifest))
+
+    with open(partial, "w", encoding="utf-8") as log:
+        def row_done(row: dict) -> None:
+            summary.add(row)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            if on_row is not None:
+                on_row(row)
+
+        def pool_up(pool) -> None:
+            summary.pool = pool.describe()
+            if on_start is not None:
+                on_start(len(items), summary.pool)
+
+        ray_engine.run(job, items, row_done, on_pool=pool_up, **engine)
+    summary.seconds = time.perf_counter() - start
+    rows = sorted(summary.rows, key=lambda r: r["input"])
+    write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode(), overwrite=True)
+    partial.unlink(missing_ok=True)
+    if job.kind == "rd":
+        _write_rd(job, rows, dst, summary)
+    return summary
+
+
+def _attach_previous(items: list[Item], rows: list[dict]) -> None:
+    """rd: give each item its row of an earlier run (the last one) for the worker to reuse."""
+    last = {r.get("input"): r for r in rows}
+    for item in items:
+        item.previous = last.get(item.input)
+
+
+def rd_curve(rows: list[dict], qualities) -> list[dict]:
+    """The mean rate–distortion curve of rd rows: per quality, the images measured, mean bpp, PSNR
+    and MS-SSIM (dB; over the images large enough for it)."""
+    curve = []
+    for i, q in enumerate(qualities):
+        pts = [r["points"][i] for r in rows if r["status"] != "failed" and len(r.get("points") or ()) > i]
+
+        def mean(key):
+            vals = [p[key] for p in pts if p.get(key) is not None]
+            return round(sum(vals) / len(vals), 4) if vals else None
+
+        curve.append({"quality": q, "images": len(pts), "bpp": mean("bpp"), "psnr": mean("psnr"),
+                      "ms_ssim_db": mean("ms_ssim_db"), "encode_s": mean("encode_s"), "decode_s": mean("decode_s")})
+    return curve
+
+
+def _write_rd(job: Job, rows: list[dict], out: Path, summary: Summary) -> None:
+    """rd.json (the job, its summary and the mean curve) and rd.png (PSNR and MS-SSIM against bpp)."""
+    from ..codec.files import write_atomic
+
+    curve = rd_curve(rows, job.qualities)
+    models = sorted({r["model"] for r in rows if r.get("model")})
+    doc = {**summary.to_dict(), "model": models[0] if len(models) == 1 else models, "curve": curve}
+    write_atomic(out / "rd.json", (json.dumps(doc, indent=2) + "\n").encode(), overwrite=True)
+    if any(p["bpp"] is not None for p in curve):
+        write_atomic(out / "rd.png", _rd_plot(curve, f"aecodec on {summary.images - summary.failed} images"),
+                     overwrite=True)
+
+
+def _rd_plot(curve: list[dict], title: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in zip(axes, ("psnr", "ms_ssim_db"), ("PSNR (dB)", "MS-SSIM (dB)")):
+        pts = [(p["bpp"], p[key]) for p in curve if p["bpp"] is not None and p[key] is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", label="aecodec (mean)")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
