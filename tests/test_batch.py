@@ -1,0 +1,261 @@
+"""``aecodec batch``: a folder coded on a pool of Ray workers — the same bytes as ``aecodec encode``,
+a rerun that resumes, one bad input reported while the rest complete, the rd benchmark at scale.
+
+The Ray tests share one local Ray with 2 CPUs (the CLI joins a Ray already started in its process);
+one test runs the command as a subprocess that starts its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import aecodec
+from aecodec.batch import Job, read_manifest
+from aecodec.batch.engine import BatchError, plan_pool
+from aecodec.batch.work import Worker, plan
+from aecodec.cli import app
+
+from .conftest import smooth_image
+
+runner = CliRunner()
+try:
+    import ray
+    import ray.data  # noqa: F401
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="needs Ray: pip install -e '.[cluster]' (CI installs it)")
+
+GOOD = ("a.png", "sub/b.png", "sub/deeper/c-gray.jpg", "sub/d-rgba.png")
+
+
+def _corpus(root: Path) -> Path:
+    """Four small images (RGB, gray JPEG, RGBA) in nested folders, one corrupt PNG, one non-image."""
+    src = root / "photos"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(smooth_image(72, 96, seed=1)).save(src / GOOD[0])
+    Image.fromarray(smooth_image(64, 80, seed=2)).save(src / GOOD[1])
+    Image.fromarray(smooth_image(48, 70, channels=1, seed=3)).save(src / GOOD[2], quality=95)
+    rgba = np.dstack([smooth_image(40, 60, seed=4), np.tile(np.arange(60, dtype=np.uint8) * 4, (40, 1))])
+    Image.fromarray(rgba, "RGBA").save(src / GOOD[3])
+    (src / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (src / "notes.txt").write_text("not an image")
+    return src
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    return {Path(r["input"]).name: r for r in read_manifest(path)}
+
+
+def _failed(result, *messages: str):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    for m in messages:
+        assert m in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray is None:
+        pytest.skip("needs Ray: pip install -e '.[cluster]' (CI installs it)")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def encoded(local_ray, tmp_path_factory):
+    """The corpus encoded once at quality 40 by ``aecodec batch encode`` (the CliRunner result too)."""
+    root = tmp_path_factory.mktemp("batch")
+    src = _corpus(root)
+    result = runner.invoke(app, ["batch", "encode", str(src), str(root / "out"), "-q", "40"])
+    return src, root / "out", result
+
+
+# ------------------------------------------------------------------------------- encode
+@needs_ray
+def test_batch_encode_writes_what_aecodec_encode_writes_and_reports_the_bad_input(encoded):
+    src, out, result = encoded
+    _failed(result, "aecodec: error: ", "broken.png", "5 images", "4 encoded, 1 failed")
+    for name in GOOD:
+        assert (out / name).with_suffix(".aec").read_bytes() == aecodec.encode(src / name, quality=40), name
+    rows = _rows(out / "manifest.jsonl")
+    assert sorted(rows) == sorted(["broken.png", *(Path(n).name for n in GOOD)])
+    assert rows["broken.png"]["status"] == "failed" and "broken.png" in rows["broken.png"]["error"]
+    for name in GOOD:
+        r = rows[Path(name).name]
+        data = (out / name).with_suffix(".aec").read_bytes()
+        assert r["status"] == "done" and r["error"] is None and r["output"] == str((out / name).with_suffix(".aec"))
+        assert r["bytes"] == len(data) and r["bpp"] == pytest.approx(8 * len(data) / (r["width"] * r["height"]))
+        assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["worker"]
+    leftovers = [p.name for p in out.rglob("*") if p.is_file() and p.suffix not in (".aec", ".jsonl")]
+    assert leftovers == []  # no temp files, no .partial manifest, nothing for the corrupt input
+
+
+@needs_ray
+def test_a_rerun_skips_verified_outputs_and_redoes_damaged_and_stale_ones(encoded, tmp_path):
+    src, out, _ = encoded
+    work = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(out, work)
+    damaged, stale, kept = (work / n for n in ("a.aec", "sub/b.aec", "sub/d-rgba.aec"))
+    damaged.write_bytes(damaged.read_bytes()[:-3])  # truncated: the CRC fails
+    os.utime(stale, (1, 1))  # older than its input: the input changed since
+    before = kept.stat().st_mtime_ns
+    _failed(runner.invoke(app, ["batch", "encode", str(src), str(work), "-q", "40"]),
+            "2 encoded, 2 skipped (already done), 1 failed")
+    rows = _rows(work / "manifest.jsonl")
+    assert {n: r["status"] for n, r in rows.items()} == {
+        "a.png": "done", "b.png": "done", "c-gray.jpg": "skipped", "d-rgba.png": "skipped", "broken.png": "failed"}
+    assert damaged.read_bytes() == (out / "a.aec").read_bytes()
+    assert kept.stat().st_mtime_ns == before
+    assert rows["d-rgba.png"]["bytes"] == kept.stat().st_size  # a skipped row still has its numbers
+
+
+@needs_ray
+def test_force_and_another_quality_redo_every_output(encoded, tmp_path):
+    src, out, _ = encoded
+    import shutil
+
+    shutil.copytree(out, tmp_path / "out")
+    _failed(runner.invoke(app, ["batch", "encode", str(src), str(tmp_path / "out"), "-q", "70", "--quiet"]))
+    for name in GOOD:
+        assert (tmp_path / "out" / name).with_suffix(".aec").read_bytes() == aecodec.encode(src / name, quality=70)
+    r = _failed(runner.invoke(app, ["batch", "encode", str(src), str(tmp_path / "out"), "-q", "70", "--force"]),
+                "4 encoded, 1 failed")
+    assert "skipped" not in r.output
+
+
+# ------------------------------------------------------------------------------- decode
+@needs_ray
+def test_batch_decode_writes_the_pixels_of_aecodec_decode(encoded, tmp_path):
+    _, out, _ = encoded
+    dec = tmp_path / "decoded"
+    r = runner.invoke(app, ["batch", "decode", str(out), str(dec), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "4 images, 1 worker × 2 CPUs" in r.output and "4 decoded" in r.output
+    for name in GOOD:
+        data = (out / name).with_suffix(".aec").read_bytes()
+        with Image.open((dec / name).with_suffix(".png")) as got:
+            want = aecodec.decode(data)
+            assert got.mode == want.mode and np.array_equal(np.asarray(got), np.asarray(want)), name
+    r = runner.invoke(app, ["batch", "decode", str(out), str(dec)])
+    assert r.exit_code == 0 and "0 decoded, 4 skipped" in r.output, r.output
+
+
+# ------------------------------------------------------------------------------- rd
+@needs_ray
+def test_batch_rd_measures_each_image_from_its_real_file_and_resumes(encoded, tmp_path):
+    from aecodec.metrics import psnr
+
+    src, _, _ = encoded
+    res = tmp_path / "rd"
+    _failed(runner.invoke(app, ["batch", "rd", str(src), "-o", str(res), "--qualities", "20,80"]), "4 measured")
+    rows = _rows(res / "manifest.jsonl")
+    a = rows["a.png"]
+    for p in a["points"]:
+        data = aecodec.encode(src / "a.png", quality=p["quality"])
+        assert p["bytes"] == len(data) and p["bpp"] == pytest.approx(8 * len(data) / (96 * 72), abs=1e-6)
+        assert p["psnr"] == pytest.approx(psnr(np.asarray(Image.open(src / "a.png")), np.asarray(aecodec.decode(data))),
+                                          abs=1e-3)
+    doc = json.loads((res / "rd.json").read_text())
+    assert [c["quality"] for c in doc["curve"]] == [20.0, 80.0] and all(c["images"] == 4 for c in doc["curve"])
+    assert doc["curve"][0]["bpp"] < doc["curve"][1]["bpp"] and doc["curve"][0]["psnr"] < doc["curve"][1]["psnr"]
+    assert (res / "rd.png").read_bytes()[:4] == b"\x89PNG"
+    r = _failed(runner.invoke(app, ["batch", "rd", str(src), "-o", str(res), "--qualities", "20,80"]),
+                "0 measured, 4 skipped")
+    assert json.loads((res / "rd.json").read_text())["curve"] == doc["curve"]
+
+
+# ------------------------------------------------------------------------------- refusals
+def test_two_inputs_that_would_write_one_output_the_second_is_refused(tmp_path):
+    Image.fromarray(smooth_image(20, 20)).save(tmp_path / "x.png")
+    Image.fromarray(smooth_image(20, 20)).save(tmp_path / "x.jpg")
+    items = plan(Job("encode"), tmp_path, tmp_path / "out")
+    assert [i.error is None for i in items] == [True, False]
+    assert "x.jpg" in items[0].input and "written there already" in items[1].error
+
+
+def test_a_stale_or_foreign_output_is_not_taken_as_done(tmp_path):
+    """Without Ray: the worker redoes an output older than its input, or made at another quality."""
+    Image.fromarray(smooth_image(40, 50)).save(tmp_path / "x.png")
+    (item,) = plan(Job("encode", quality=30), tmp_path, tmp_path / "out")
+    worker = Worker(Job("encode", quality=30))
+    assert worker.run(item)["status"] == "done"
+    assert worker.run(item)["status"] == "skipped"
+    os.utime(item.dst, (1, 1))
+    assert worker.run(item)["status"] == "done"
+    assert Worker(Job("encode", quality=31)).run(item)["status"] == "done"
+    assert Path(item.dst).read_bytes() == aecodec.encode(tmp_path / "x.png", quality=31)
+
+
+def test_without_ray_batch_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    r = runner.invoke(app, ["batch", "encode", str(tmp_path), str(tmp_path / "out")])
+    assert r.exit_code == 2 and "pip install 'aecodec[cluster]'" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_codec_and_its_commands_never_import_ray(photo, tmp_path):
+    code = (f"import sys, aecodec; from aecodec import cli; d = aecodec.encode({str(photo)!r}, quality=50); "
+            "aecodec.decode(d); cli.main(['info', " + repr(str(tmp_path / 'none.aec')) + "]); "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'pyarrow'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("resources, nodes, args, want", [
+    ({"CPU": 2}, [2], (None, None, None), (2, 1, 0.0)),  # default: one single-threaded worker per core
+    ({"CPU": 2}, [2], (1, None, None), (1, 2, 0.0)),  # --workers 1: the cores shared out
+    ({"CPU": 32}, [16, 16], (1, None, None), (1, 16, 0.0)),  # … no more than a node has
+    ({"CPU": 16, "GPU": 4}, [16], (None, None, None), (4, 1, 1.0)),  # GPUs: one worker per GPU
+    ({"CPU": 16, "GPU": 4}, [16], (None, None, 0), (16, 1, 0.0)),  # --gpus-per-worker 0: CPU only
+    ({"CPU": 16, "GPU": 1}, [16], (None, 2, 0.5), (2, 2, 0.5)),
+])
+def test_the_pool_fits_the_cluster(resources, nodes, args, want):
+    p = plan_pool(resources, nodes, *args)
+    assert (p.workers, p.cpus_per_worker, p.gpus_per_worker) == want
+    assert p.device == ("cuda" if want[2] else "cpu")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((3, None, None), "3 workers × 1 CPUs need 3 CPUs; the cluster has 2"),
+    ((None, 4, None), "no node of the cluster has that many CPUs"),
+    ((None, None, 1), "the cluster has 0 GPUs"),
+    ((0, None, None), "at least 1"),
+])
+def test_a_pool_the_cluster_cannot_hold_is_refused(args, message):
+    with pytest.raises(BatchError, match=message):
+        plan_pool({"CPU": 2}, [2], *args)
+
+
+# ------------------------------------------------------------------------------- as a process
+@needs_ray
+def test_batch_as_a_subprocess_starts_its_own_ray_and_prints_no_ray_noise(tmp_path):
+    src = _corpus(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "aecodec", "batch", "encode", str(src), str(tmp_path / "out"),
+                        "-q", "40", "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "5 images, 2 workers × 1 CPU"
+    assert [l for l in lines if l.startswith("aecodec: error:")] == [f"aecodec: error: {src / 'sub' / 'broken.png'}: "
+                                                                     "cannot read image (unknown format or corrupt file)"]
+    assert "4 encoded, 1 failed" in lines[-2] and lines[-1] == f"manifest: {tmp_path / 'out' / 'manifest.jsonl'}"
+    assert len(lines) == 4, r.stderr  # nothing from Ray: no log lines, no progress bars, no warnings
+    for name in GOOD:
+        assert (tmp_path / "out" / name).with_suffix(".aec").read_bytes() == aecodec.encode(src / name, quality=40)
