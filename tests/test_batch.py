@@ -102,6 +102,7 @@ def test_batch_encode_writes_what_aecodec_encode_writes_and_reports_the_bad_inpu
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["worker"]
     leftovers = [p.name for p in out.rglob("*") if p.is_file() and p.suffix not in (".aec", ".jsonl")]
     assert leftovers == []  # no temp files, no .partial manifest, nothing for the corrupt input
+    assert not (out / ".aecodec-attempts").exists()
 
 
 @needs_ray
@@ -115,6 +116,10 @@ def test_a_rerun_skips_verified_outputs_and_redoes_damaged_and_stale_ones(encode
     damaged.write_bytes(damaged.read_bytes()[:-3])  # truncated: the CRC fails
     os.utime(stale, (1, 1))  # older than its input: the input changed since
     before = kept.stat().st_mtime_ns
+    leftover = work / "sub" / ".b.aec.0badcafe.tmp"  # a worker killed mid-write left it: removed
+    leftover.write_bytes(b"partial")
+    foreign = work / ".notes.txt.0badcafe.tmp"  # not for an output of this job: kept
+    foreign.write_bytes(b"someone else's")
     _failed(runner.invoke(app, ["batch", "encode", str(src), str(work), "-q", "40"]),
             "2 encoded, 2 skipped (already done), 1 failed")
     rows = _rows(work / "manifest.jsonl")
@@ -122,6 +127,7 @@ def test_a_rerun_skips_verified_outputs_and_redoes_damaged_and_stale_ones(encode
         "a.png": "done", "b.png": "done", "c-gray.jpg": "skipped", "d-rgba.png": "skipped", "broken.png": "failed"}
     assert damaged.read_bytes() == (out / "a.aec").read_bytes()
     assert kept.stat().st_mtime_ns == before
+    assert not leftover.exists() and foreign.exists()
     assert rows["d-rgba.png"]["bytes"] == kept.stat().st_size  # a skipped row still has its numbers
 
 
@@ -175,8 +181,8 @@ def test_batch_rd_measures_each_image_from_its_real_file_and_resumes(encoded, tm
     assert [c["quality"] for c in doc["curve"]] == [20.0, 80.0] and all(c["images"] == 4 for c in doc["curve"])
     assert doc["curve"][0]["bpp"] < doc["curve"][1]["bpp"] and doc["curve"][0]["psnr"] < doc["curve"][1]["psnr"]
     assert (res / "rd.png").read_bytes()[:4] == b"\x89PNG"
-    r = _failed(runner.invoke(app, ["batch", "rd", str(src), "-o", str(res), "--qualities", "20,80"]),
-                "0 measured, 4 skipped")
+    _failed(runner.invoke(app, ["batch", "rd", str(src), "-o", str(res), "--qualities", "20,80"]),
+            "0 measured, 4 skipped")
     assert json.loads((res / "rd.json").read_text())["curve"] == doc["curve"]
 
 
@@ -200,6 +206,21 @@ def test_a_stale_or_foreign_output_is_not_taken_as_done(tmp_path):
     assert worker.run(item)["status"] == "done"
     assert Worker(Job("encode", quality=31)).run(item)["status"] == "done"
     assert Path(item.dst).read_bytes() == aecodec.encode(tmp_path / "x.png", quality=31)
+
+
+def test_an_image_whose_worker_died_twice_fails_instead_of_killing_workers_forever(tmp_path):
+    """Without Ray: the marker a worker leaves when it dies mid-image (Ray restarts it and retries)."""
+    Image.fromarray(smooth_image(40, 50)).save(tmp_path / "x.png")
+    (item,) = plan(Job("encode"), tmp_path, tmp_path / "out")
+    marker = Path(item.marker)
+    marker.parent.mkdir(parents=True)
+    marker.write_text("1")  # one worker died on it: tried again, and the marker goes with success
+    assert Worker(Job("encode")).run(item)["status"] == "done" and not marker.exists()
+    Path(item.dst).unlink()
+    marker.write_text("2")
+    row = Worker(Job("encode")).run(item)
+    assert row["status"] == "failed" and "its worker died 2 times" in row["error"]
+    assert not Path(item.dst).exists() and not marker.exists()
 
 
 def test_without_ray_batch_says_how_to_install_it(tmp_path, monkeypatch):

@@ -15,14 +15,16 @@ A rerun skips each output that is already there and verifies (:class:`~aecodec.b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .work import KINDS, RD_QUALITIES, Item, Job, plan
+from .work import ATTEMPTS_DIR, KINDS, RD_QUALITIES, Item, Job, plan
 
 __all__ = ["Job", "Summary", "run_job", "read_manifest", "rd_curve", "KINDS", "RD_QUALITIES"]
 
@@ -115,6 +117,7 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
         _attach_previous(items, read_manifest(manifest) + read_manifest(partial))
     dst.mkdir(parents=True, exist_ok=True)
     manifest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(dst, items)
     summary = Summary(job, images=len(items), manifest=str(manifest))
 
     with open(partial, "w", encoding="utf-8") as log:
@@ -130,14 +133,35 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
             if on_start is not None:
                 on_start(len(items), summary.pool)
 
-        ray_engine.run(job, items, row_done, on_pool=pool_up, **engine)
+        try:
+            ray_engine.run(job, items, row_done, on_pool=pool_up, **engine)
+        except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
+            shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
+            raise
     summary.seconds = time.perf_counter() - start
     rows = sorted(summary.rows, key=lambda r: r["input"])
     write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode(), overwrite=True)
     partial.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the workers' attempt markers: gone unless a worker died mid-image
+        (dst / ATTEMPTS_DIR).rmdir()
     if job.kind == "rd":
         _write_rd(job, rows, dst, summary)
     return summary
+
+
+def _remove_leftovers(dst: Path, items: list[Item]) -> None:
+    """Temp files of this job's outputs that a killed worker left under ``dst`` (an interrupted or
+    crashed run): removed before the work, in one walk of ``dst``."""
+    from ..codec.files import temp_target
+
+    outputs = {item.dst for item in items if item.dst}
+    if not outputs:
+        return
+    for folder, _, names in os.walk(dst):
+        for name in names:
+            target = temp_target(Path(folder) / name)
+            if target is not None and str(target.resolve()) in outputs:
+                (Path(folder) / name).unlink(missing_ok=True)
 
 
 def _attach_previous(items: list[Item], rows: list[dict]) -> None:

@@ -9,12 +9,14 @@ commands (:func:`aecodec.codec.api.encode`, :func:`~aecodec.codec.api.decode`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import resource
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from ..codec.errors import CodecError, one_line
 __all__ = ["Job", "Item", "plan", "Worker", "RD_QUALITIES", "KINDS"]
 
 KINDS = ("encode", "decode", "rd")
+ATTEMPTS = 2  # an image whose worker died this many times working on it is not tried again
+ATTEMPTS_DIR = ".aecodec-attempts"  # under the job's output folder: one marker per image being worked on
 RD_QUALITIES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0, 100.0)  # the Kodak benchmark's aecodec points
 
 
@@ -83,6 +87,7 @@ class Item:
     dst: str | None
     error: str | None = None  # refused before any work (two inputs onto one output)
     previous: dict | None = None  # rd: the image's row from an earlier run (reused if it still holds)
+    marker: str | None = None  # the file that counts the workers that died working on it (:meth:`Worker._attempt`)
 
 
 def _inputs(job: Job, src: Path) -> list[Path]:
@@ -111,6 +116,9 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None) -> lis
         out = None if dst is None or job.kind == "rd" else Path(dst) / rel.with_suffix(job.suffix)
         item = Item(i, str(path), None if out is None else str(out), str(path.resolve()),
                     None if out is None else str(out.resolve()))
+        if dst is not None:
+            key = hashlib.sha1(os.fsencode(item.src)).hexdigest()
+            item.marker = str((Path(dst) / ATTEMPTS_DIR / key).resolve())
         if item.dst is not None:
             if item.dst in taken:
                 item.error = f"{out}: {taken[item.dst]} is written there already"
@@ -166,6 +174,30 @@ class Worker:
                    peak_rss_mb=round(_peak_rss_mb(), 1))
         return row
 
+    @contextmanager
+    def _attempt(self, item: Item):
+        """Around the work on an image: a marker file counts the attempts that never finished. A
+        worker killed mid-image (out of memory, a crash) is restarted by Ray and the image retried;
+        after :data:`ATTEMPTS` such deaths the image fails instead of killing workers forever."""
+        if item.marker is None:
+            yield
+            return
+        marker = Path(item.marker)
+        try:
+            died = int(marker.read_text() or 0)
+        except (OSError, ValueError):
+            died = 0
+        if died >= ATTEMPTS:
+            marker.unlink(missing_ok=True)
+            raise CodecError(f"{item.input}: its worker died {died} times working on it (out of memory?); "
+                             "not tried again")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(died + 1))
+        try:
+            yield
+        finally:  # reached unless the process died
+            marker.unlink(missing_ok=True)
+
     # -------------------------------------------------------------------------- encode
     def _encode(self, item: Item, row: dict) -> None:
         from ..codec import api, files
@@ -175,10 +207,11 @@ class Worker:
             row["status"] = "skipped"
             return
         j = self.job
-        data = api.encode(item.src, j.quality, target_size=j.target_size, target_bpp=j.target_bpp,
-                          effort=j.effort, model=j.model, device=self.device)
-        Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
-        files.write_atomic(item.dst, data, overwrite=True)
+        with self._attempt(item):
+            data = api.encode(item.src, j.quality, target_size=j.target_size, target_bpp=j.target_bpp,
+                              effort=j.effort, model=j.model, device=self.device)
+            Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
+            files.write_atomic(item.dst, data, overwrite=True)
         self._header(data, row)
 
     def _encoded_ok(self, item: Item, row: dict) -> bool:
@@ -223,9 +256,10 @@ class Worker:
         if not self.job.force and self._decoded_ok(item, row):
             row["status"] = "skipped"
         else:
-            img = api.decode(data, device=self.device)
-            Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
-            files.save_image(img, item.dst, overwrite=True)
+            with self._attempt(item):
+                img = api.decode(data, device=self.device)
+                Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
+                files.save_image(img, item.dst, overwrite=True)
         row["bytes_out"] = os.path.getsize(item.dst)
 
     @staticmethod
@@ -248,13 +282,9 @@ class Worker:
     # -------------------------------------------------------------------------- rd
     def _rd(self, item: Item, row: dict) -> None:
         """The rate–distortion points of one image: per quality, bytes, bpp, PSNR and MS-SSIM (dB) of
-        the decoded image against the pixels the codec read (alpha, coded losslessly, left out)."""
-        import numpy as np
-
-        from ..codec import api
-        from ..codec.format import Layout
+        the decoded image against the pixels the codec read (alpha, coded losslessly, left out); or
+        the row of an earlier run, when it still holds (same model, effort, qualities; input unchanged)."""
         from ..codec.images import prepare_image
-        from ..metrics import image_metrics
 
         model = f"{self.model_id}@{self.digest[:16]}"
         mtime = os.path.getmtime(item.src)
@@ -264,7 +294,19 @@ class Worker:
                 and [x["quality"] for x in p.get("points") or ()] == list(self.job.qualities)):
             row.update({k: v for k, v in p.items() if k not in ("seconds", "worker", "peak_rss_mb")}, status="skipped")
             return
-        rgb, _, layout = prepare_image(item.src)
+        with self._attempt(item):
+            self._measure(item, row, prepare_image(item.src))
+        row.update(model=model, effort=self.job.effort, input_mtime=mtime)
+
+    def _measure(self, item: Item, row: dict, prepared) -> None:
+        """:meth:`_rd`'s measurement of an image read by :func:`~aecodec.codec.images.prepare_image`."""
+        import numpy as np
+
+        from ..codec import api
+        from ..codec.format import Layout
+        from ..metrics import image_metrics
+
+        rgb, _, layout = prepared
         gray = layout in Layout.GRAYS
         pixels = rgb.shape[0] * rgb.shape[1]
         ref = rgb[..., 0] if gray else rgb
@@ -280,7 +322,6 @@ class Worker:
             row["points"].append({"quality": q, "bytes": len(data), "bpp": round(8 * len(data) / pixels, 6),
                                   "psnr": _finite(m["psnr"]), "ms_ssim_db": _finite(m["ms_ssim_db"]),
                                   "encode_s": round(t1 - t0, 4), "decode_s": round(t2 - t1, 4)})
-        row.update(model=model, effort=self.job.effort, input_mtime=mtime)
 
 
 def _finite(v: float | None) -> float | None:

@@ -4,6 +4,7 @@ asked), reading with one-line errors, and saving decoded images in the format th
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import warnings
 from pathlib import Path
@@ -13,7 +14,9 @@ from PIL import Image
 from .api import decode, encode
 from .errors import CodecError, one_line
 
-__all__ = ["write_atomic", "read_file", "save_image", "encode_file", "decode_file"]
+__all__ = ["write_atomic", "temp_target", "read_file", "save_image", "encode_file", "decode_file"]
+
+_TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z")  # what _create_beside names a temp file
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=None, overwrite: bool = False) -> None:
@@ -53,6 +56,14 @@ def _create_beside(path: Path) -> tuple[int, str]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
             continue
+
+
+def temp_target(path: str | os.PathLike) -> Path | None:
+    """The output a temp file of :func:`write_atomic` was for, or None when ``path`` is not one —
+    how a job finds the leftovers of a process killed mid-write (nothing else can remove them)."""
+    path = Path(path)
+    m = _TEMP.match(path.name)
+    return path.parent / m.group("name") if m else None
 
 
 def _fsync_dir(directory: Path) -> None:
