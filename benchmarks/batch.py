@@ -3,8 +3,9 @@
     python -m benchmarks.batch --images ../shared/datasets/kodak --out benchmarks/results/batch.json --readme README.md
 
 Each configuration is one whole command over the folder (start-up included: Python, Ray, the
-workers, the model), run ``--repeat`` times, interleaved; encode first, then decode of the files
-it made:
+workers, the model), run ``--repeat`` times, interleaved, on the folder and on the folder twice over
+(the difference: the rate of the added images, and the command's fixed cost); encode, then decode
+of the .aec files of the images:
 
 - ``cli-loop``: a shell loop, one ``aecodec encode`` process per image;
 - ``cli``: one ``aecodec encode IMAGE… -o DIR/`` process (one image after another, torch's threads);
@@ -35,20 +36,14 @@ from aecodec.batch import read_manifest
 from aecodec.codec.images import image_files
 
 
-def _configs(images: list[Path], out: Path, cores: int, kind: str) -> dict[str, list[list[str]]]:
-    """Each configuration's commands (a list: the loop runs one per image)."""
+def _configs(kind: str, folder: Path, out: Path, cores: int) -> dict[str, list[list[str]]]:
+    """Each configuration's commands over the inputs in ``folder`` (a list: the loop runs one per input)."""
     cli = [sys.executable, "-m", "aecodec"]
-    if kind == "encode":
-        src, one = images[0].parent, lambda p: [*cli, "encode", str(p), "-o", f"{out}/", "--force", "--quiet"]
-        many = [*cli, "encode", *map(str, images), "-o", f"{out}/", "--force", "--quiet"]
-    else:
-        src = out.parent / "aec"
-        files = sorted(src.glob("*.aec"))
-        one = lambda p: [*cli, "decode", str(p), "-o", f"{out}/", "--force", "--quiet"]  # noqa: E731
-        many = [*cli, "decode", *map(str, files), "-o", f"{out}/", "--force", "--quiet"]
-        images = files
-    batch = [*cli, "batch", kind, str(src), str(out), "--force", "--quiet"]
-    return {"cli-loop": [one(p) for p in images], "cli": [many],
+    inputs = sorted(folder.iterdir())
+    each = lambda p: [*cli, kind, str(p), "-o", f"{out}/", "--force", "--quiet"]  # noqa: E731
+    batch = [*cli, "batch", kind, str(folder), str(out), "--force", "--quiet"]
+    return {"cli-loop": [each(p) for p in inputs], "cli": [[*cli, kind, *map(str, inputs), "-o", f"{out}/",
+                                                             "--force", "--quiet"]],
             "ray-1": [[*batch, "--workers", "1"]],
             f"ray-{cores}": [[*batch, "--workers", str(cores), "--cpus-per-worker", "1"]]}
 
@@ -65,51 +60,68 @@ def _run(commands: list[list[str]], threads: int, out: Path) -> dict:
     workers: dict[str, float] = {}
     for r in rows:
         workers[r["worker"]] = max(workers.get(r["worker"], 0.0), r["peak_rss_mb"])
-    busy: dict[str, float] = {}
-    for r in rows:
-        busy[r["worker"]] = busy.get(r["worker"], 0.0) + r["seconds"]
-    return {"wall_s": wall, "process_peak_rss_MB": rss,
-            "worker_peak_rss_MB": max(workers.values()) if workers else None,
-            "busiest_worker_s": max(busy.values()) if busy else None}
+    return {"wall_s": wall, "process_peak_rss_MB": rss, "worker_peak_rss_MB": max(workers.values()) if workers else None}
+
+
+def _folders(images: list[Path], d: Path, threads: int) -> dict[tuple[str, int], Path]:
+    """The inputs of each (kind, copies): the images once and twice over (links under other names),
+    and their .aec files (made once by the plain CLI)."""
+    folders = {}
+    aec = d / "aec"
+    aec.mkdir()
+    _process([sys.executable, "-m", "aecodec", "encode", *map(str, images), "-o", f"{aec}/", "--quiet"], threads)
+    for copies in (1, 2):
+        for kind, files in (("encode", images), ("decode", sorted(aec.glob("*.aec")))):
+            folder = folders[kind, copies] = d / f"{kind}-{copies}"
+            folder.mkdir()
+            for c in range(copies):
+                for p in files:
+                    (folder / f"{c}-{p.name}").symlink_to(p.resolve())
+    return folders
 
 
 def measure(folder: Path, repeat: int, threads: int, limit: int | None) -> dict:
+    """Every configuration on the folder and on the folder twice over, ``repeat`` times, interleaved:
+    the rate over the whole command, and the rate of the added images (start-up excluded)."""
     images = image_files([folder])[:limit]
     if not images:
         raise SystemExit(f"no images in {folder}")
-    cores = os.cpu_count() or 1
-    results: dict[str, dict[str, list]] = {}
+    n, cores = len(images), os.cpu_count() or 1
+    runs: dict[tuple[str, str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        (d / "src").mkdir()
-        for p in images:  # the folder the batch commands read: just these images
-            (d / "src" / p.name).symlink_to(p.resolve())
-        images = sorted((d / "src").iterdir())
-        aec = d / "aec"  # the files decode reads: made once by the plain CLI
-        aec.mkdir()
-        _process([sys.executable, "-m", "aecodec", "encode", *map(str, images), "-o", f"{aec}/", "--quiet"], threads)
+        folders = _folders(images, d, threads)
         for r in range(repeat):
             for kind in ("encode", "decode"):
-                for name, cmds in _configs(images, d / "out", cores, kind).items():
-                    res = _run(cmds, threads, d / "out")
-                    results.setdefault(kind, {}).setdefault(name, []).append(res)
-                    print(f"[{r + 1}/{repeat}] {kind} {name}: {res['wall_s']:.1f} s "
-                          f"({len(images) / res['wall_s']:.2f} images/s)", file=sys.stderr, flush=True)
-    table = {}
-    for kind, by in results.items():
-        table[kind] = {}
-        for name, runs in by.items():
-            walls = [x["wall_s"] for x in runs]
-            table[kind][name] = {
-                "min_s": round(min(walls), 1), "median_s": round(statistics.median(walls), 1),
-                "images_per_s": round(len(images) / min(walls), 3),
-                "process_peak_rss_MB": round(max(x["process_peak_rss_MB"] for x in runs)),
-                "worker_peak_rss_MB": (round(max(x["worker_peak_rss_MB"] for x in runs))
-                                       if runs[0]["worker_peak_rss_MB"] is not None else None),
-                "busiest_worker_s": (round(min(x["busiest_worker_s"] for x in runs), 1)
-                                     if runs[0]["busiest_worker_s"] is not None else None)}
+                for copies in (1, 2):
+                    for name, cmds in _configs(kind, folders[kind, copies], d / "out", cores).items():
+                        if name == "cli-loop" and copies == 2:
+                            continue  # a process per image: its rate does not change with the count
+                        res = _run(cmds, threads, d / "out")
+                        runs.setdefault((kind, name, copies), []).append(res)
+                        print(f"[{r + 1}/{repeat}] {kind} {name} × {copies * n}: {res['wall_s']:.1f} s",
+                              file=sys.stderr, flush=True)
+    table: dict[str, dict] = {}
+    for (kind, name, copies), rs in runs.items():
+        if copies == 2:
+            continue
+        once = min(x["wall_s"] for x in rs)
+        row = {"images": n, "min_s": round(once, 1), "median_s": round(statistics.median(x["wall_s"] for x in rs), 1),
+               "images_per_s": round(n / once, 3),
+               "process_peak_rss_MB": round(max(x["process_peak_rss_MB"] for x in rs))}
+        if rs[0]["worker_peak_rss_MB"] is not None:
+            row["worker_peak_rss_MB"] = round(max(x["worker_peak_rss_MB"] for x in rs))
+        twice = runs.get((kind, name, 2))
+        if twice:
+            extra = min(x["wall_s"] for x in twice) - once
+            row["twice_min_s"] = round(once + extra, 1)
+            row["marginal_images_per_s"] = round(n / extra, 3) if extra > 0 else None
+            row["fixed_s"] = round(once - extra, 1)  # the whole command less the time of n images
+        else:  # one process per image: every image pays the start-up
+            row["marginal_images_per_s"] = row["images_per_s"]
+        table.setdefault(kind, {})[name] = row
     w, h = _size(images[0])
-    return {"images": len(images), "folder": folder.name, "size": f"{w}x{h}", "cores": cores, "repeat": repeat,
+    return {"images": n, "folder": folder.name, "size": f"{w}x{h}", "cores": cores, "repeat": repeat,
             "results": table}
 
 
@@ -121,22 +133,26 @@ def _size(path: Path) -> tuple[int, int]:
 
 
 def markdown(res: dict, path: str) -> str:
-    m = res["machine"]
+    m, n = res["machine"], res["images"]
     lines = [f"**Many images** (`{res['command']}`, {res['date']}, {m['cpu']}, {res['cores']} cores, torch "
              f"{m['torch']}, Ray {m['ray']}, {m['steal_percent']} % of the CPU time taken by the host; "
-             f"[`{path}`]({path})): {res['images']} images of {res['folder']} ({res['size']}), quality 75, each "
-             f"configuration one whole command over the folder (start-up included), best of {res['repeat']}, "
-             "interleaved.", "",
-             "| | encode | images/s | decode | images/s | peak memory (encode) |", "|---|---:|---:|---:|---:|---|"]
+             f"[`{path}`]({path})): {n} images of {res['folder']} ({res['size']}), quality 75. Each configuration "
+             f"is one whole command over the folder, start-up included (Python, Ray, the workers, the model), best "
+             f"of {res['repeat']}, interleaved; run again on the folder twice over, the difference gives the rate "
+             f"of the added images — what a large corpus sees — and the fixed cost of the command.", "",
+             f"| | encode {n} | images/s | added images/s | fixed | decode {n} | images/s | added images/s | peak memory (encode) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     labels = {"cli-loop": "`aecodec encode` per image (a shell loop)", "cli": "`aecodec encode *.png -o DIR/` (one process)",
               "ray-1": "`aecodec batch`, 1 worker × all cores"}
     enc, dec = res["results"]["encode"], res["results"]["decode"]
     for name in enc:
         e, d = enc[name], dec[name]
-        mem = (f"{e['process_peak_rss_MB']} MB" if e["worker_peak_rss_MB"] is None
-               else f"{e['worker_peak_rss_MB']} MB per worker (+ driver {e['process_peak_rss_MB']} MB)")
+        mem = (f"{e['process_peak_rss_MB']} MB" if "worker_peak_rss_MB" not in e
+               else f"{e['worker_peak_rss_MB']} MB per worker + driver {e['process_peak_rss_MB']} MB")
         label = labels[name] if name in labels else f"`aecodec batch`, {name.split('-')[1]} workers × 1 core"
-        lines.append(f"| {label} | {e['min_s']} s | {e['images_per_s']} | {d['min_s']} s | {d['images_per_s']} | {mem} |")
+        fixed = f"{e['fixed_s']} s" if "fixed_s" in e else "each image"
+        lines.append(f"| {label} | {e['min_s']} s | {e['images_per_s']} | {e['marginal_images_per_s']} | {fixed} "
+                     f"| {d['min_s']} s | {d['images_per_s']} | {d['marginal_images_per_s']} | {mem} |")
     return "\n".join(lines)
 
 
