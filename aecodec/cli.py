@@ -567,13 +567,21 @@ batch_app = typer.Typer(no_args_is_help=True, help=(
     "image; a rerun skips outputs that are there and verify."))
 app.add_typer(batch_app, name="batch")
 
-ADDRESS_HELP = ("Join this running Ray cluster (auto, ray://HOST:10001, …) instead of starting Ray on this "
-                "machine. The inputs and outputs must be paths every node sees (a shared filesystem).")
-WORKERS_HELP = "Worker processes, each with the model loaded once. Default: one per GPU, else one per CPU core."
-CPUS_HELP = "CPU cores (= torch threads) each worker reserves. Default 1, or the cores shared out with --workers."
-GPUS_HELP = "GPUs each worker reserves (0: CPU only). Default: 1 when the cluster has GPUs, else 0."
-MANIFEST_HELP = "Where to write the manifest (JSON lines, one per image). Default: DST/manifest.jsonl."
-FORCE_BATCH_HELP = "Redo outputs that are already there and verify (default: skip them)."
+Address = Annotated[Optional[str], typer.Option(
+    help="Join this running Ray cluster (auto, ray://HOST:10001, …) instead of starting Ray on this machine. "
+         "The inputs and outputs must be paths every node sees (a shared filesystem).")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Worker processes, each with the model loaded once. Default: one per GPU, else one per CPU core.")]
+CpusPerWorker = Annotated[Optional[int], typer.Option(
+    help="CPU cores (= torch threads) each worker reserves. Default 1, or the cores shared out with --workers.")]
+GpusPerWorker = Annotated[Optional[float], typer.Option(
+    help="GPUs each worker reserves (0: CPU only). Default: 1 when the cluster has GPUs, else 0.")]
+Manifest = Annotated[Optional[str], typer.Option(
+    help="Where to write the manifest (JSON lines, one per image). Default: DST/manifest.jsonl.")]
+BatchForce = Annotated[bool, typer.Option("--force", "-f", help="Redo outputs that are already there and verify "
+                                                                 "(default: skip them).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")]
+BatchVerbose = Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")]
 
 
 def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, gpus_per_worker, manifest,
@@ -641,21 +649,21 @@ def _close_bar() -> None:
 
 @batch_app.command("encode")
 def batch_encode(
-    src: Annotated[str, typer.Argument(help="Folder of images (searched recursively), or one image.")],
-    dst: Annotated[str, typer.Argument(help="Folder for the .aec files (created): the inputs' relative paths, suffix .aec.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of images (searched recursively), or one image.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the .aec files (created): the inputs' relative paths, suffix .aec.")],
     quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
     target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed per image, e.g. 50k (see aecodec encode --help).")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed per image in bits per pixel.")] = None,
     effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9, as for aecodec encode.")] = 1,
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help=FORCE_BATCH_HELP)] = False,
-    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
-    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
-    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
-    manifest: Annotated[Optional[str], typer.Option(help=MANIFEST_HELP)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+    force: BatchForce = False,
+    address: Address = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
+    manifest: Manifest = None,
+    quiet: Quiet = False,
+    verbose: BatchVerbose = False,
 ) -> None:
     """Encode a folder of images to .aec files, in parallel (the same bytes as aecodec encode)."""
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
@@ -672,17 +680,17 @@ def batch_encode(
 
 @batch_app.command("decode")
 def batch_decode(
-    src: Annotated[str, typer.Argument(help="Folder of .aec files (searched recursively), or one file.")],
-    dst: Annotated[str, typer.Argument(help="Folder for the images (created): the inputs' relative paths.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of .aec files (searched recursively), or one file.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the images (created): the inputs' relative paths.")],
     image_format: Annotated[str, typer.Option("--format", help="Output format by extension: png, webp, tif, bmp, jpg, …")] = "png",
-    force: Annotated[bool, typer.Option("--force", "-f", help=FORCE_BATCH_HELP)] = False,
-    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
-    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
-    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
-    manifest: Annotated[Optional[str], typer.Option(help=MANIFEST_HELP)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+    force: BatchForce = False,
+    address: Address = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
+    manifest: Manifest = None,
+    quiet: Quiet = False,
+    verbose: BatchVerbose = False,
 ) -> None:
     """Decode a folder of .aec files to images, in parallel (the same pixels as aecodec decode)."""
     _batch(dict(kind="decode", image_format=image_format, force=force), src, dst, address=address, workers=workers,
@@ -692,18 +700,18 @@ def batch_decode(
 
 @batch_app.command("rd")
 def batch_rd(
-    src: Annotated[str, typer.Argument(help="Folder of images (searched recursively), or one image.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of images (searched recursively), or one image.")],
     output: Annotated[str, typer.Option("-o", "--output", help="Folder for manifest.jsonl (per image and quality), rd.json (the mean curve) and rd.png.")] = "aecodec-rd",
     qualities: Annotated[str, typer.Option("--qualities", metavar="Q1,Q2,…", help="Qualities to code each image at.")] = ",".join(f"{q:g}" for q in RD_QUALITIES),
     effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9.")] = 1,
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Measure every image again (default: keep the rows of an earlier run that still hold).")] = False,
-    address: Annotated[Optional[str], typer.Option(help=ADDRESS_HELP)] = None,
-    workers: Annotated[Optional[int], typer.Option(help=WORKERS_HELP)] = None,
-    cpus_per_worker: Annotated[Optional[int], typer.Option(help=CPUS_HELP)] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_HELP)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing but errors.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")] = False,
+    address: Address = None,
+    workers: Workers = None,
+    cpus_per_worker: CpusPerWorker = None,
+    gpus_per_worker: GpusPerWorker = None,
+    quiet: Quiet = False,
+    verbose: BatchVerbose = False,
 ) -> None:
     """Rate–distortion of a folder at scale: each image coded at each quality (bpp from the real
     file, PSNR, MS-SSIM), and the mean curve (rd.json, rd.png)."""

@@ -142,7 +142,8 @@ def markdown(res: dict, path: str) -> str:
              f"of the added images — what a large corpus sees — and the fixed cost of the command.", "",
              f"| | encode {n} | images/s | added images/s | fixed | decode {n} | images/s | added images/s | peak memory (encode) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    labels = {"cli-loop": "`aecodec encode` per image (a shell loop)", "cli": "`aecodec encode *.png -o DIR/` (one process)",
+    labels = {"cli-loop": "`aecodec encode` / `decode` per file (a shell loop)",
+              "cli": "`aecodec encode` / `decode` of all files `-o DIR/` (one process)",
               "ray-1": "`aecodec batch`, 1 worker × all cores"}
     enc, dec = res["results"]["encode"], res["results"]["decode"]
     for name in enc:
