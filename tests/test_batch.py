@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,9 @@ def local_ray():
         pytest.skip("needs Ray: pip install -e '.[cluster]' (CI installs it)")
     started = not ray.is_initialized()
     if started:
+        term = signal.getsignal(signal.SIGTERM)
         ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        signal.signal(signal.SIGTERM, term)  # ray.init's handler would outlive these tests
     yield ray
     if started:
         ray.shutdown()
@@ -255,7 +258,7 @@ def test_the_pool_fits_the_cluster(resources, nodes, args, want):
 
 
 @pytest.mark.parametrize("args, message", [
-    ((3, None, None), "3 workers × 1 CPUs need 3 CPUs; the cluster has 2"),
+    ((3, None, None), "3 workers × 1 CPU need 3 CPUs; the cluster has 2"),
     ((None, 4, None), "no node of the cluster has that many CPUs"),
     ((None, None, 1), "the cluster has 0 GPUs"),
     ((0, None, None), "at least 1"),

@@ -99,45 +99,45 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
             on_row: Callable[[dict], None] | None = None, on_start: Callable[[int, str], None] | None = None,
             **engine) -> Summary:
     """Run ``job`` on the inputs under ``src`` with outputs (and, by default, the manifest) under
-    ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.run` (address, workers, cpus_per_worker,
-    gpus_per_worker). ``on_start(n, pool)`` is called once the pool is up, ``on_row(row)`` per
-    finished item. Raises :class:`~aecodec.codec.errors.CodecError` for a job that cannot start."""
+    ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.connected` (address, workers,
+    cpus_per_worker, gpus_per_worker). ``on_start(n, pool)`` is called once the pool is planned,
+    ``on_row(row)`` per finished item. A job that cannot start (no Ray, no cluster at the address,
+    a pool larger than the cluster, a missing ``src``) raises
+    :class:`~aecodec.codec.errors.CodecError` before any folder or file is made."""
     from ..codec.files import write_atomic
     from . import engine as ray_engine
 
     start = time.perf_counter()
-    ray_engine.ray_or_error()  # before any listing or folder is made
+    ray_engine.ray_or_error()
     dst = Path(dst)
     if dst.exists() and not dst.is_dir():
         raise ray_engine.BatchError(f"{dst}: not a directory")
     items = plan(job, src, dst)
     manifest = Path(manifest) if manifest is not None else dst / MANIFEST
     partial = manifest.with_name(manifest.name + ".partial")
-    if job.kind == "rd":
-        _attach_previous(items, read_manifest(manifest) + read_manifest(partial))
-    dst.mkdir(parents=True, exist_ok=True)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(dst, items)
     summary = Summary(job, images=len(items), manifest=str(manifest))
+    with ray_engine.connected(**engine) as pool:
+        summary.pool = pool.describe()
+        if job.kind == "rd":
+            _attach_previous(items, read_manifest(manifest) + read_manifest(partial))
+        dst.mkdir(parents=True, exist_ok=True)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(dst, items)
+        if on_start is not None:
+            on_start(len(items), summary.pool)
+        with open(partial, "w", encoding="utf-8") as log:
+            def row_done(row: dict) -> None:
+                summary.add(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                if on_row is not None:
+                    on_row(row)
 
-    with open(partial, "w", encoding="utf-8") as log:
-        def row_done(row: dict) -> None:
-            summary.add(row)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if on_row is not None:
-                on_row(row)
-
-        def pool_up(pool) -> None:
-            summary.pool = pool.describe()
-            if on_start is not None:
-                on_start(len(items), summary.pool)
-
-        try:
-            ray_engine.run(job, items, row_done, on_pool=pool_up, **engine)
-        except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
-            shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
-            raise
+            try:
+                ray_engine.run(job, items, pool, row_done)
+            except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
+                shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
+                raise
     summary.seconds = time.perf_counter() - start
     rows = sorted(summary.rows, key=lambda r: r["input"])
     write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode(), overwrite=True)

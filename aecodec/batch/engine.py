@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
-from ..codec.errors import CodecError
+from ..codec.errors import CodecError, one_line
 from .work import Item, Job, Worker
 
-__all__ = ["BatchError", "Pool", "ray_or_error", "run"]
+__all__ = ["BatchError", "Pool", "connected", "plan_pool", "ray_or_error", "run"]
 
 INSTALL_HINT = "aecodec batch needs Ray: pip install 'aecodec[cluster]'"
 MAX_BLOCKS = 20_000  # one block per item up to this many (a worker takes a block at a time)
@@ -85,8 +88,8 @@ def plan_pool(resources: dict, node_cpus: Iterable[float], workers: int | None, 
         raise BatchError(f"--cpus-per-worker {cpus_per_worker}: no node of the cluster has that many CPUs "
                          f"(the largest has {largest})")
     if workers * cpus_per_worker > cpus:
-        raise BatchError(f"{workers} workers × {cpus_per_worker} CPUs need {workers * cpus_per_worker} CPUs; "
-                         f"the cluster has {cpus}")
+        raise BatchError(f"{workers} workers × {cpus_per_worker} CPU{'s' if cpus_per_worker > 1 else ''} need "
+                         f"{workers * cpus_per_worker} CPUs; the cluster has {cpus}")
     if workers * gpw > gpus + 1e-9:
         raise BatchError(f"{workers} workers × {gpw:g} GPUs need {workers * gpw:g} GPUs; the cluster has {gpus:g}")
     return Pool(workers, cpus_per_worker, gpw, cpus, gpus)
@@ -103,10 +106,41 @@ def _connect(ray, address: str | None) -> bool:
         return False
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     env = {k: os.environ[k] for k in ("AECODEC_MODEL_PATH",) if os.environ.get(k)}
-    with _stderr_closed():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env={"env_vars": env} if env else None)
+    _check_reachable(address)
+    try:
+        with _stderr_closed(), _sigterm_kept():
+            ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                     runtime_env={"env_vars": env} if env else None)
+    except (ConnectionError, ValueError, RuntimeError) as exc:  # no cluster there, a bad address
+        raise BatchError(f"--address {address}: {one_line(exc)}" if address else f"cannot start Ray: {one_line(exc)}") from None
     return True
+
+
+@contextmanager
+def _sigterm_kept():
+    """``ray.init`` makes SIGTERM ``sys.exit`` the driver; the handler it replaces (the command's,
+    which stops a job as Ctrl-C does, or the caller's) is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            signal.signal(signal.SIGTERM, saved)
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) address that nothing answers is refused at once: Ray itself
+    retries such an address for many minutes, silently."""
+    if not address or "://" not in address and ":" not in address:
+        return  # auto, local: Ray's own lookup, which fails at once
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BatchError(f"--address {address}: no Ray cluster answers there ({exc.strerror or one_line(exc)})") from None
 
 
 @contextmanager
@@ -133,30 +167,35 @@ def _quiet(ray) -> None:
     ctx.print_on_execution_start = False
 
 
-def run(job: Job, items: list[Item], on_row: Callable[[dict], None], *, address: str | None = None,
-        workers: int | None = None, cpus_per_worker: int | None = None, gpus_per_worker: float | None = None,
-        on_pool: Callable[[Pool], None] | None = None) -> Pool:
-    """Work on ``items`` in a pool of Ray actors; ``on_row`` gets each item's manifest row (in the
-    order they finish) on the driver. Returns the pool it ran on."""
+@contextmanager
+def connected(address: str | None = None, workers: int | None = None, cpus_per_worker: int | None = None,
+              gpus_per_worker: float | None = None):
+    """Ray started (or joined, at ``address``) and the :class:`Pool` planned for it — before a job
+    touches any folder, so that one which cannot start leaves nothing behind. A Ray this started is
+    shut down on the way out."""
     ray = ray_or_error()
     started = _connect(ray, address)
     try:
         _quiet(ray)
         nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-        pool = plan_pool(ray.cluster_resources(), nodes, workers, cpus_per_worker, gpus_per_worker)
-        if on_pool is not None:
-            on_pool(pool)
-        if not items:
-            return pool
-        rows = [{"item": json.dumps(asdict(item))} for item in items]
-        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-        ds = ds.map_batches(Worker, fn_constructor_kwargs={"job": job.to_dict(), "threads": pool.cpus_per_worker,
-                                                           "device": pool.device},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool.workers),
-                            num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None)
-        for r in ds.iter_rows():
-            on_row(json.loads(r["row"]))
-        return pool
+        yield plan_pool(ray.cluster_resources(), nodes, workers, cpus_per_worker, gpus_per_worker)
     finally:
         if started:
             ray.shutdown()
+
+
+def run(job: Job, items: list[Item], pool: Pool, on_row: Callable[[dict], None]) -> None:
+    """Work on ``items`` in ``pool``, a pool of Ray actors (:func:`connected`); ``on_row`` gets each
+    item's manifest row on the driver, in the order they finish."""
+    import ray
+
+    if not items:
+        return
+    rows = [{"item": json.dumps(asdict(item))} for item in items]
+    ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
+    ds = ds.map_batches(Worker, fn_constructor_kwargs={"job": job.to_dict(), "threads": pool.cpus_per_worker,
+                                                       "device": pool.device},
+                        batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool.workers),
+                        num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None)
+    for r in ds.iter_rows():
+        on_row(json.loads(r["row"]))
