@@ -289,6 +289,19 @@ def _parse_size(text: str) -> int | None:
     return n if n > 0 else None
 
 
+def _target_size(quality, target_size: str | None, target_bpp) -> int | None:
+    """The byte budget of --target-size (None without one); exits on a bad size, or on more than
+    one of -q, --target-size and --target-bpp."""
+    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
+        _exit("give one of -q/--quality, --target-size and --target-bpp")
+    if target_size is None:
+        return None
+    size = _parse_size(target_size)
+    if size is None:
+        _exit(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
+    return size
+
+
 @app.command()
 def encode(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Images to encode (PNG, JPEG, WebP, TIFF, BMP, … or - for stdin).")],
@@ -311,13 +324,7 @@ def encode(
     """
     from .codec import api, files
 
-    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
-        _exit("give one of -q/--quality, --target-size and --target-bpp")
-    size = None
-    if target_size is not None:
-        size = _parse_size(target_size)
-        if size is None:
-            _exit(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
+    size = _target_size(quality, target_size, target_bpp)
     try:
         api.check_target(size, target_bpp)  # before any input is read
     except api.CodecError as exc:
@@ -666,13 +673,7 @@ def batch_encode(
     verbose: BatchVerbose = False,
 ) -> None:
     """Encode a folder of images to .aec files, in parallel (the same bytes as aecodec encode)."""
-    if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
-        _exit("give one of -q/--quality, --target-size and --target-bpp")
-    size = None
-    if target_size is not None:
-        size = _parse_size(target_size)
-        if size is None:
-            _exit(f"--target-size must be a positive size like 50000, 50k, 1.5M or 64KiB, not {target_size!r}")
+    size = _target_size(quality, target_size, target_bpp)
     _batch(dict(kind="encode", quality=quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
                 force=force), src, dst, address=address, workers=workers, cpus_per_worker=cpus_per_worker,
            gpus_per_worker=gpus_per_worker, manifest=manifest, quiet=quiet, verbose=verbose)
