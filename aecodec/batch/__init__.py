@@ -160,7 +160,7 @@ def _remove_leftovers(dst: Path, items: list[Item]) -> None:
     for folder, _, names in os.walk(dst):
         for name in names:
             target = temp_target(Path(folder) / name)
-            if target is not None and str(target.resolve()) in outputs:
+            if target is not None and os.path.abspath(target) in outputs:
                 (Path(folder) / name).unlink(missing_ok=True)
 
 

@@ -78,7 +78,8 @@ class Job:
 @dataclass
 class Item:
     """One input: ``input`` / ``output`` as the user named them (the manifest's columns; output
-    None for rd), ``src`` / ``dst`` the absolute paths the workers use (they may run elsewhere)."""
+    None for rd), ``src`` / ``dst`` the absolute paths the workers use (they may run elsewhere,
+    in another working folder)."""
 
     index: int
     input: str
@@ -114,11 +115,11 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None) -> lis
     for i, path in enumerate(inputs):
         rel = path.relative_to(src) if path != src else Path(path.name)
         out = None if dst is None or job.kind == "rd" else Path(dst) / rel.with_suffix(job.suffix)
-        item = Item(i, str(path), None if out is None else str(out), str(path.resolve()),
-                    None if out is None else str(out.resolve()))
+        item = Item(i, str(path), None if out is None else str(out), os.path.abspath(path),
+                    None if out is None else os.path.abspath(out))
         if dst is not None:
             key = hashlib.sha1(os.fsencode(item.src)).hexdigest()
-            item.marker = str((Path(dst) / ATTEMPTS_DIR / key).resolve())
+            item.marker = os.path.abspath(Path(dst) / ATTEMPTS_DIR / key)
         if item.dst is not None:
             if item.dst in taken:
                 item.error = f"{out}: {taken[item.dst]} is written there already"
