@@ -7,8 +7,9 @@ Layers: :mod:`~aecodec.batch.work` (the job's options, its items, the work on on
 
 A job writes ``manifest.jsonl`` beside its outputs: one JSON row per input (input, output,
 status done / skipped / failed, width, height, bytes, bpp, bytes in / out, seconds, error, worker),
-sorted by input, replaced atomically at the end; while the job runs, rows go to
-``manifest.jsonl.partial`` as they finish, so an interrupted job leaves a record of what it did.
+in the order the images finished: appended to ``manifest.jsonl.partial`` as each finishes (so an
+interrupted job leaves a record of what it did), renamed to ``manifest.jsonl`` at the end. Nothing
+per image is kept in the driver's memory, so a job of millions of images needs no more of it.
 A rerun skips each output that is already there and verifies (:class:`~aecodec.batch.work.Worker`);
 ``force`` redoes them.
 """
@@ -20,9 +21,9 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from .work import ATTEMPTS_DIR, KINDS, RD_QUALITIES, Item, Job, plan
 
@@ -47,10 +48,8 @@ class Summary:
     seconds: float = 0.0
     pool: str = ""
     manifest: str = ""
-    rows: list = field(default_factory=list, repr=False)
 
     def add(self, row: dict) -> None:
-        self.rows.append(row)
         setattr(self, row["status"], getattr(self, row["status"]) + 1)
         if row["status"] != "failed":
             self.megapixels += (row.get("width") or 0) * (row.get("height") or 0) / 1e6
@@ -82,17 +81,19 @@ def _mb(n: int) -> str:
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
     """The rows of a manifest (an unreadable line — a job killed mid-write — is skipped)."""
-    rows = []
+    return list(_rows(path))
+
+
+def _rows(path: str | os.PathLike) -> Iterator[dict]:
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    yield json.loads(line)
                 except ValueError:
                     continue
     except FileNotFoundError:
-        pass
-    return rows
+        return
 
 
 def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
@@ -104,7 +105,6 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     ``on_row(row)`` per finished item. A job that cannot start (no Ray, no cluster at the address,
     a pool larger than the cluster, a missing ``src``) raises
     :class:`~aecodec.codec.errors.CodecError` before any folder or file is made."""
-    from ..codec.files import write_atomic
     from . import engine as ray_engine
 
     start = time.perf_counter()
@@ -138,14 +138,13 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
             except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
                 shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
                 raise
+            os.fsync(log.fileno())
+    os.replace(partial, manifest)
     summary.seconds = time.perf_counter() - start
-    rows = sorted(summary.rows, key=lambda r: r["input"])
-    write_atomic(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode(), overwrite=True)
-    partial.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the workers' attempt markers: gone unless a worker died mid-image
         (dst / ATTEMPTS_DIR).rmdir()
     if job.kind == "rd":
-        _write_rd(job, rows, dst, summary)
+        _write_rd(job, manifest, dst, summary)
     return summary
 
 
@@ -171,28 +170,35 @@ def _attach_previous(items: list[Item], rows: list[dict]) -> None:
         item.previous = last.get(item.input)
 
 
-def rd_curve(rows: list[dict], qualities) -> list[dict]:
-    """The mean rate–distortion curve of rd rows: per quality, the images measured, mean bpp, PSNR
-    and MS-SSIM (dB; over the images large enough for it)."""
-    curve = []
-    for i, q in enumerate(qualities):
-        pts = [r["points"][i] for r in rows if r["status"] != "failed" and len(r.get("points") or ()) > i]
-
-        def mean(key):
-            vals = [p[key] for p in pts if p.get(key) is not None]
-            return round(sum(vals) / len(vals), 4) if vals else None
-
-        curve.append({"quality": q, "images": len(pts), "bpp": mean("bpp"), "psnr": mean("psnr"),
-                      "ms_ssim_db": mean("ms_ssim_db"), "encode_s": mean("encode_s"), "decode_s": mean("decode_s")})
-    return curve
+RD_KEYS = ("bpp", "psnr", "ms_ssim_db", "encode_s", "decode_s")
 
 
-def _write_rd(job: Job, rows: list[dict], out: Path, summary: Summary) -> None:
+def rd_curve(rows: Iterable[dict], qualities) -> list[dict]:
+    """The mean rate–distortion curve of rd rows (one pass; any iterable): per quality, the images
+    measured, mean bpp, PSNR, MS-SSIM (dB; over the images large enough for it), seconds."""
+    images = [0] * len(qualities)
+    sums = [dict.fromkeys(RD_KEYS, 0.0) for _ in qualities]
+    counts = [dict.fromkeys(RD_KEYS, 0) for _ in qualities]
+    for r in rows:
+        if r["status"] == "failed":
+            continue
+        for i, p in enumerate((r.get("points") or [])[:len(qualities)]):
+            images[i] += 1
+            for key in RD_KEYS:
+                if p.get(key) is not None:
+                    sums[i][key] += p[key]
+                    counts[i][key] += 1
+    return [{"quality": q, "images": images[i],
+             **{k: round(sums[i][k] / counts[i][k], 4) if counts[i][k] else None for k in RD_KEYS}}
+            for i, q in enumerate(qualities)]
+
+
+def _write_rd(job: Job, manifest: Path, out: Path, summary: Summary) -> None:
     """rd.json (the job, its summary and the mean curve) and rd.png (PSNR and MS-SSIM against bpp)."""
     from ..codec.files import write_atomic
 
-    curve = rd_curve(rows, job.qualities)
-    models = sorted({r["model"] for r in rows if r.get("model")})
+    curve = rd_curve(_rows(manifest), job.qualities)
+    models = sorted({r["model"] for r in _rows(manifest) if r.get("model")})
     doc = {**summary.to_dict(), "model": models[0] if len(models) == 1 else models, "curve": curve}
     write_atomic(out / "rd.json", (json.dumps(doc, indent=2) + "\n").encode(), overwrite=True)
     if any(p["bpp"] is not None for p in curve):
