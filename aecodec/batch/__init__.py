@@ -171,13 +171,15 @@ def _attach_previous(items: list[Item], rows: list[dict]) -> None:
 
 
 RD_KEYS = ("bpp", "psnr", "ms_ssim_db", "encode_s", "decode_s")
+_UNIT = 10**6  # the rows' values have at most 6 decimals (work.py rounds them): summed as integers of 1e-6
 
 
 def rd_curve(rows: Iterable[dict], qualities) -> list[dict]:
     """The mean rate–distortion curve of rd rows (one pass; any iterable): per quality, the images
-    measured, mean bpp, PSNR, MS-SSIM (dB; over the images large enough for it), seconds."""
+    measured, mean bpp, PSNR, MS-SSIM (dB; over the images large enough for it), seconds. The sums
+    are exact, so the curve does not depend on the rows' order (the order images finished in)."""
     images = [0] * len(qualities)
-    sums = [dict.fromkeys(RD_KEYS, 0.0) for _ in qualities]
+    sums = [dict.fromkeys(RD_KEYS, 0) for _ in qualities]
     counts = [dict.fromkeys(RD_KEYS, 0) for _ in qualities]
     for r in rows:
         if r["status"] == "failed":
@@ -186,10 +188,10 @@ def rd_curve(rows: Iterable[dict], qualities) -> list[dict]:
             images[i] += 1
             for key in RD_KEYS:
                 if p.get(key) is not None:
-                    sums[i][key] += p[key]
+                    sums[i][key] += round(p[key] * _UNIT)
                     counts[i][key] += 1
     return [{"quality": q, "images": images[i],
-             **{k: round(sums[i][k] / counts[i][k], 4) if counts[i][k] else None for k in RD_KEYS}}
+             **{k: round(sums[i][k] / counts[i][k] / _UNIT, 4) if counts[i][k] else None for k in RD_KEYS}}
             for i, q in enumerate(qualities)]
 
 
