@@ -148,7 +148,7 @@ def _guard(quiet: bool, src: str):
             _err(str(exc))
             raise _Failed from None
         except OSError as exc:
-            _err(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}")
+            _err(_os_error(exc))
             raise _Failed from None
         except MemoryError:
             _err(f"{src}: not enough memory")
@@ -184,15 +184,25 @@ def _run_all(items, fn, quiet: bool, done: str = "", verbose: bool = False) -> N
                     bar.update()
     except KeyboardInterrupt as exc:
         _BAR = None
-        signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
-        _exit("interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}",
-              128 + signum)
+        _exit(*_stopped(exc))
     finally:
         _BAR = None
     if done and len(items) > 1 and not quiet and not verbose:
         _say(f"{len(items) - failed} of {len(items)} images {done}" + (f", {failed} failed" if failed else ""))
     if failed:
         raise typer.Exit(1)
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError in one line: the file it names, then the system's words."""
+    return f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}"
+
+
+def _stopped(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped a command (Ctrl-C, or SIGTERM / SIGHUP as :class:`_Stopped`) and its exit status."""
+    signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
+    return ("interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}",
+            128 + signum)
 
 
 @contextmanager
@@ -595,6 +605,8 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
            quiet: bool, verbose: bool) -> None:
     """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary."""
     global _BAR
+    import contextlib
+
     from .batch import Job, run_job
     from .codec.errors import CodecError, one_line
 
@@ -603,55 +615,43 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
     except CodecError as exc:
         _exit(str(exc))
 
-    def started(n: int, pool: str) -> None:
-        global _BAR
-        if not quiet:
-            _say(f"{n} images, {pool}")
-        if n > 1 and not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
+    with contextlib.ExitStack() as bars:
+        def started(n: int, pool: str) -> None:
+            global _BAR
+            if not quiet:
+                _say(f"{n} images, {pool}")
+            _BAR = bars.enter_context(_batch_bar(n, quiet))
 
-            _BAR = tqdm(total=n, unit="image", file=sys.stderr, dynamic_ncols=True, leave=False)
+        def finished(row: dict) -> None:
+            if row["status"] == "failed":
+                _err(row["error"])
+            elif verbose and not quiet:
+                size = f", {row['bytes']} bytes, {row['bpp']:.3f} bpp" if row.get("bytes") else ""
+                _say(f"{row['input']} -> {row['output'] or '-'}: {row['status']}{size}, {row['seconds']:.2f} s")
+            if _BAR is not None:
+                _BAR.update()
 
-    def finished(row: dict) -> None:
-        if row["status"] == "failed":
-            _err(row["error"])
-        elif verbose and not quiet:
-            size = f", {row['bytes']} bytes, {row['bpp']:.3f} bpp" if row.get("bytes") else ""
-            _say(f"{row['input']} -> {row['output'] or '-'}: {row['status']}{size}, {row['seconds']:.2f} s")
-        if _BAR is not None:
-            _BAR.update()
-
-    try:
-        with _signals_stop():
-            summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started, address=address,
-                              workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
-    except CodecError as exc:  # a job that cannot start: no Ray, bad folders, a pool the cluster cannot hold
-        _close_bar()
-        _exit(str(exc))
-    except KeyboardInterrupt as exc:
-        _close_bar()
-        signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
-        what = "interrupted" if signum == signal.SIGINT else f"terminated by {signal.Signals(signum).name}"
-        _exit(f"{what}; what was done is in the manifest's .partial file, and a rerun resumes", 128 + signum)
-    except OSError as exc:
-        _close_bar()
-        _exit(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", 1)
-    except Exception as exc:  # the engine's (cannot reach the cluster, a worker that keeps dying, …)
-        _close_bar()
-        _exit(f"batch job failed: {type(exc).__name__}: {one_line(exc)}", 1)
-    _close_bar()
+        try:
+            with _signals_stop():
+                summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started,
+                                  address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                  gpus_per_worker=gpus_per_worker)
+        except CodecError as exc:  # a job that cannot start: no Ray, bad folders, a pool the cluster cannot hold
+            _exit(str(exc))
+        except KeyboardInterrupt as exc:
+            what, code = _stopped(exc)
+            _exit(f"{what}; what was done is in the manifest's .partial file, and a rerun resumes", code)
+        except OSError as exc:
+            _exit(_os_error(exc), 1)
+        except Exception as exc:  # the engine's (cannot reach the cluster, a worker that keeps dying, …)
+            _exit(f"batch job failed: {type(exc).__name__}: {one_line(exc)}", 1)
+        finally:
+            _BAR = None  # the error lines above were written above the bar; the stack closes it
     if not quiet:
         _say(summary.line())
         _say(f"manifest: {summary.manifest}")
     if summary.failed:
         raise typer.Exit(1)
-
-
-def _close_bar() -> None:
-    global _BAR
-    if _BAR is not None:
-        _BAR.close()
-    _BAR = None
 
 
 @batch_app.command("encode")

@@ -17,6 +17,7 @@ A rerun skips each output that is already there and verifies (:class:`~aecodec.b
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -108,7 +109,7 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     from . import engine as ray_engine
 
     start = time.perf_counter()
-    ray_engine.ray_or_error()
+    ray_engine.ray_or_error()  # no Ray: said before the listing, which can take long
     dst = Path(dst)
     if dst.exists() and not dst.is_dir():
         raise ray_engine.BatchError(f"{dst}: not a directory")
@@ -119,7 +120,7 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     with ray_engine.connected(**engine) as pool:
         summary.pool = pool.describe()
         if job.kind == "rd":
-            _attach_previous(items, read_manifest(manifest) + read_manifest(partial))
+            _attach_previous(items, itertools.chain(_rows(manifest), _rows(partial)))
         dst.mkdir(parents=True, exist_ok=True)
         manifest.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(dst, items)
@@ -163,7 +164,7 @@ def _remove_leftovers(dst: Path, items: list[Item]) -> None:
                 (Path(folder) / name).unlink(missing_ok=True)
 
 
-def _attach_previous(items: list[Item], rows: list[dict]) -> None:
+def _attach_previous(items: list[Item], rows: Iterable[dict]) -> None:
     """rd: give each item its row of an earlier run (the last one) for the worker to reuse."""
     last = {r.get("input"): r for r in rows}
     for item in items:

@@ -50,8 +50,6 @@ class Pool:
     workers: int
     cpus_per_worker: int
     gpus_per_worker: float
-    cluster_cpus: int
-    cluster_gpus: float
 
     @property
     def device(self) -> str:
@@ -92,7 +90,7 @@ def plan_pool(resources: dict, node_cpus: Iterable[float], workers: int | None, 
                          f"{workers * cpus_per_worker} CPUs; the cluster has {cpus}")
     if workers * gpw > gpus + 1e-9:
         raise BatchError(f"{workers} workers × {gpw:g} GPUs need {workers * gpw:g} GPUs; the cluster has {gpus:g}")
-    return Pool(workers, cpus_per_worker, gpw, cpus, gpus)
+    return Pool(workers, cpus_per_worker, gpw)
 
 
 def _connect(ray, address: str | None) -> bool:

@@ -213,47 +213,38 @@ class Worker:
                               effort=j.effort, model=j.model, device=self.device)
             Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
             files.write_atomic(item.dst, data, overwrite=True)
-        self._header(data, row)
+        _header(api.info(data), row, "bytes_out")
 
     def _encoded_ok(self, item: Item, row: dict) -> bool:
         """Whether ``item``'s output is already there, newer than its input, a valid file (header and
         CRC) of this model, at this quality or within this size budget (effort is not recorded in a
         file, so it is not checked); if so, its header fills ``row``."""
-        from ..codec import api, format as fmt
+        from ..codec import api
+        from ..codec.format import FormatError
 
         try:
             if os.path.getmtime(item.dst) < os.path.getmtime(item.src):
                 return False
-            data = Path(item.dst).read_bytes()
-            c = fmt.unpack(data)
-        except (OSError, fmt.FormatError):
+            i = api.info(Path(item.dst).read_bytes())
+        except (OSError, FormatError):
             return False
-        if c.model_id != self.model_id or not self.digest.startswith(c.weights_hash):
+        if i["model_id"] != self.model_id or not self.digest.startswith(i["weights_hash"]):
             return False
         budget = api.check_target(self.job.target_size, self.job.target_bpp)
         if budget is not None:
-            if len(data) > budget(c.width, c.height):
+            if i["bytes"] > budget(i["width"], i["height"]):
                 return False
-        elif c.quality != api.check_quality(api.DEFAULT_QUALITY if self.job.quality is None else self.job.quality):
+        elif i["quality"] != api.check_quality(api.DEFAULT_QUALITY if self.job.quality is None else self.job.quality):
             return False
-        self._header(data, row)
+        _header(i, row, "bytes_out")
         return True
-
-    @staticmethod
-    def _header(data: bytes, row: dict, out: bool = True) -> None:
-        from ..codec import api
-
-        i = api.info(data)
-        row.update(width=i["width"], height=i["height"], quality=i["quality"], bytes=i["bytes"],
-                   bpp=round(i["bpp"], 6))
-        row["bytes_out" if out else "bytes_in"] = i["bytes"]
 
     # -------------------------------------------------------------------------- decode
     def _decode(self, item: Item, row: dict) -> None:
         from ..codec import api, files
 
         data = files.read_file(item.src)
-        self._header(data, row, out=False)
+        _header(api.info(data), row, "bytes_in")
         if not self.job.force and self._decoded_ok(item, row):
             row["status"] = "skipped"
         else:
@@ -323,6 +314,14 @@ class Worker:
             row["points"].append({"quality": q, "bytes": len(data), "bpp": round(8 * len(data) / pixels, 6),
                                   "psnr": _finite(m["psnr"]), "ms_ssim_db": _finite(m["ms_ssim_db"]),
                                   "encode_s": round(t1 - t0, 4), "decode_s": round(t2 - t1, 4)})
+
+
+def _header(info: dict, row: dict, side: str) -> None:
+    """``row``'s columns from an .aec file's header (:func:`aecodec.codec.api.info`); its size also
+    as ``side`` (bytes_out of an encode, bytes_in of a decode)."""
+    row.update(width=info["width"], height=info["height"], quality=info["quality"], bytes=info["bytes"],
+               bpp=round(info["bpp"], 6))
+    row[side] = info["bytes"]
 
 
 def _finite(v: float | None) -> float | None:
