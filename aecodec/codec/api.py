@@ -23,7 +23,7 @@ from .errors import CodecError
 from .format import Container, FormatError, Layout
 from .images import ImageLike, png_plane, prepare_image, to_image
 from .ratesearch import encode_within
-from .refine import DEFAULT_EFFORT, ITERATIONS, check_effort, refine_tiles
+from .refine import DEFAULT_EFFORT, ITERATIONS, Z_ITERATIONS, check_effort, refine_tiles
 from .tiles import (
     DEFAULT_TILE,
     analyze_tiles,
@@ -160,7 +160,7 @@ def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool,
     from tqdm import tqdm
 
     rows, cols = fmt.tile_grid(*fmt.coded_size(width, height, strips_for(width, height)), tile)
-    total = ITERATIONS[effort] * rows * cols
+    total = (Z_ITERATIONS[effort] + ITERATIONS[effort]) * rows * cols
     with tqdm(total=None if search else total, desc=f"effort {effort}", unit="it", leave=False,
               disable=None) as bar:
         yield lambda: bar.update()

@@ -1,14 +1,14 @@
 """Encoder-side search (``--effort``): refine each tile's latents against the fixed decoder.
 
-``ŷ = round(g_a(x)·gain)`` is one amortised guess by the least-trained part of the model. Efforts
-above 1 treat the tile's latent y and hyper-latent z as free variables and minimise the coder's
-own objective ``R + λ·D`` through the fixed decoder — h_s, the entropy models and g_s — with Adam
-(iterative inference: Yang, Bamler, Mandt, "Improving Inference for Neural Image Compression",
-NeurIPS 2020). Rounding is relaxed by stochastic Gumbel annealing (SGA): each value is a soft,
-randomly perturbed mix of its floor and ceiling that hardens as the temperature falls, so the
-optimiser sees the discretisation it will meet; the first iterations use additive uniform noise
-(rate) and straight-through rounding (distortion), which move faster. The result is quantised
-and coded by the normal coder: an ordinary ``.aec`` file that every decoder reads.
+``ŷ = round(g_a(x)·gain)`` and ``z = h_a(y)`` are one amortised guess each. Efforts above 1 treat
+the tile's latent y and hyper-latent z as free variables and minimise the coder's own objective
+``R + λ·D`` through the fixed decoder — h_s, the entropy models and g_s — with Adam (iterative
+inference: Yang, Bamler, Mandt, "Improving Inference for Neural Image Compression", NeurIPS
+2020), in two stages: first z alone for the rates (y as analysed; cheap, no synthesis — h_a's
+guess is easily bettered), then y and z together with rounding relaxed by stochastic Gumbel
+annealing (SGA): each value a soft, randomly perturbed mix of its floor and ceiling that hardens
+as the temperature falls, so the optimiser sees the discretisation it will meet. The result is
+quantised and coded by the normal coder: an ordinary ``.aec`` file that every decoder reads.
 
 λ is the trained λ of the quality's gain level, interpolated log-linearly between levels as the
 gains are. D is the MSE of the pixels the decoder will output — real pixels only (not the
@@ -19,6 +19,7 @@ stride padding), luma for gray images. A tile is refined in its context: the pix
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Iterator
 
@@ -27,17 +28,21 @@ import numpy as np
 from .errors import CodecError
 from .tiles import MARGIN, pad_to_stride, pixels, tile_rects
 
-__all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
+__all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "Z_ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
 
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
-# Adam iterations per tile at each effort (1: the plain encoder). Effort 9 fits kodim23 in about a
-# minute on 2 CPU cores; the gain comes late (benchmarks/results/effort-ladder: efforts 2-7 ≈ 0).
-ITERATIONS = {1: 0, 2: 2, 3: 4, 4: 7, 5: 10, 6: 15, 7: 21, 8: 28, 9: 36}
-LEARNING_RATE = 0.05  # Adam on y and z (units of the quantisation step), decayed linearly …
+# Per tile at each effort (1: the plain encoder): Adam iterations on the hyper-latent z alone (the
+# rates only, no synthesis: ~0.1 s each for a 768×512 image on 2 CPU cores), then on y and z
+# together through g_s (~1 s each). Effort 9 fits kodim23 in a minute on 2 CPU cores
+# (benchmarks/results/effort-ladder: the cost and the gain of every level).
+Z_ITERATIONS = {1: 0, 2: 30, 3: 30, 4: 30, 5: 30, 6: 30, 7: 30, 8: 30, 9: 30}
+ITERATIONS = {1: 0, 2: 0, 3: 3, 4: 6, 5: 10, 6: 15, 7: 22, 8: 32, 9: 44}
+Z_LEARNING_RATE = 0.05  # Adam on z alone (units of the quantisation step)
+LEARNING_RATE = 0.02  # Adam on y and z, decayed linearly …
 LR_DECAY = 0.9  # … by this fraction over the iterations
-NOISE_PHASE = 0.5  # the first half: uniform noise / straight-through rounding; then SGA
-TAU_START = 0.5  # SGA temperature, annealed linearly to TAU_END over the SGA phase
+BETA1 = 0.5  # Adam's momentum: short memory, the SGA samples change as τ falls
+TAU_START = 0.5  # SGA temperature, annealed linearly to TAU_END over the iterations
 TAU_END = 0.01
 LUMA = (0.299, 0.587, 0.114)  # Pillow's RGB → L, what the decoder applies to gray layouts
 
@@ -76,13 +81,81 @@ def _noise(v, gen):
     return v + torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype) - 0.5
 
 
+@functools.cache
+def _gdn():
+    """GDN for the search, as an autograd function ``(x, Γ, β, inverse) → x·s``: the same function
+    as :class:`~aecodec.models.hyperprior.GDN` on a channels-last tensor, its pixels the rows of a
+    ``(B·H·W, C)`` matrix (views, no reorders), with its own backward (the input's gradient only)
+    that keeps one normaliser instead of autograd's chain of temporaries."""
+    import torch
+
+    class GDNFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gamma, beta, inverse):
+            B, C, H, W = x.shape
+            r = x.permute(0, 2, 3, 1).reshape(-1, C)  # a view when x is channels-last
+            s = torch.addmm(beta, r * r, gamma.t())  # n = β + Γ·x²
+            s = s.sqrt_() if inverse else s.rsqrt_()  # out = x·s: s = √n (inverse GDN) or 1/√n
+            ctx.save_for_backward(r, s, gamma)
+            ctx.inverse, ctx.shape = inverse, (B, H, W, C)
+            return (r * s).reshape(B, H, W, C).permute(0, 3, 1, 2)
+
+        @staticmethod
+        def backward(ctx, g):
+            r, s, gamma = ctx.saved_tensors
+            B, H, W, C = ctx.shape
+            g = g.permute(0, 2, 3, 1).reshape(-1, C)
+            # ∂out_j/∂x_k = δ_jk·s_j + x_j·Γ_jk·x_k·(1/s_j for the inverse GDN, −s_j³ for GDN)
+            t = torch.mm(g * r / s, gamma) if ctx.inverse else torch.mm(g * r * s**3, gamma).neg_()
+            return torch.addcmul(g * s, r, t).reshape(B, H, W, C).permute(0, 3, 1, 2), None, None, None
+
+    return GDNFunction.apply
+
+
+class _Synthesis:
+    """g_s (+ the model's linear shortcut) for the search: the same function as
+    :meth:`~aecodec.models.hyperprior.MeanScaleHyperprior.synthesis`, in channels-last with
+    :func:`_gdn` — forward and backward about twice as fast on a CPU as the planar layers (oneDNN's
+    transposed convolutions reorder planar tensors). Copies of the weights; the model is untouched.
+    Only the search uses it: what is coded is decided by the model's own functions."""
+
+    def __init__(self, net):
+        import torch
+        from ..models.hyperprior import GDN
+
+        self.layers, self.aux_s = [], net.aux_s
+        with torch.no_grad():
+            for layer in net.g_s:
+                if isinstance(layer, GDN):
+                    C = layer.beta.shape[0]
+                    self.layers.append((layer.gamma_reparam(layer.gamma).reshape(C, C).clone(),
+                                        layer.beta_reparam(layer.beta).clone(), layer.inverse))
+                else:
+                    self.layers.append((layer.weight.detach().contiguous(memory_format=torch.channels_last),
+                                        layer.bias.detach(), layer.stride, layer.padding, layer.output_padding))
+
+    def __call__(self, y):
+        import torch
+        import torch.nn.functional as F
+
+        x = y.contiguous(memory_format=torch.channels_last)
+        for params in self.layers:
+            if len(params) == 3:
+                x = _gdn()(x, *params)
+            else:
+                weight, bias, stride, padding, output_padding = params
+                x = F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
+        return x if self.aux_s is None else x + self.aux_s(y)
+
+
 class _Tile:
     """One tile's problem: its pixels in context, what is fixed around its latent, and the loss."""
 
-    def __init__(self, net, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float, level: float, gray: bool):
+    def __init__(self, net, synthesis: _Synthesis, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float,
+                 level: float, gray: bool):
         import torch
 
-        self.net, self.x, self.valid, self.gray = net, x, valid, gray
+        self.net, self.synthesis, self.x, self.valid, self.gray = net, synthesis, x, valid, gray
         # the window's latents (fixed), the tile's latents in it, the scored pixels in its synthesis
         self.context, self.rect, self.crop = context, rect, crop
         self.inv_gain = net.gains(torch.tensor([level], device=x.device))[1].detach()
@@ -106,23 +179,18 @@ class _Tile:
         gc = self.net.gaussian_conditional
         return -torch.log2(gc.likelihood_lower_bound(gc._likelihood(y, scales, means))).sum()
 
-    def loss(self, y, z, it: int, iterations: int, gen):
-        """``R + λ·D`` (per pixel of the tile) of one relaxed sample of ``(y, z)``."""
-        from ..models.exact import _ste_round
+    def rate_loss(self, y, z, gen):
+        """The z stage's objective: the rates (per pixel of the tile) of ``y`` as it is and ``z``,
+        both with uniform noise for rounding — y's rate depends on z through h_s; no synthesis."""
+        z_bits, scales, means = self._hyper(_noise(z, gen))
+        return (self._y_bits(_noise(y, gen), scales, means) + z_bits) / self.pixels
 
-        frac = it / max(1, iterations - 1)
-        if frac < NOISE_PHASE:
-            z_t = _noise(z, gen)
-        else:
-            tau = TAU_START + (TAU_END - TAU_START) * (frac - NOISE_PHASE) / (1 - NOISE_PHASE)
-            z_t = _sga(z - self.medians, tau, gen) + self.medians
+    def loss(self, y, z, tau: float, gen):
+        """``R + λ·D`` (per pixel of the tile) of one SGA sample of ``(y, z)`` at temperature τ."""
+        z_t = _sga(z - self.medians, tau, gen) + self.medians
         z_bits, scales, means = self._hyper(z_t)
-        if frac < NOISE_PHASE:
-            y_rate, y_synth = _noise(y, gen), _ste_round(y - means) + means
-        else:
-            y_rate = y_synth = _sga(y - means, tau, gen) + means
-        bits = self._y_bits(y_rate, scales, means) + z_bits
-        return (bits + self.lam * 255**2 * self._sse(y_synth)) / self.pixels
+        y_t = _sga(y - means, tau, gen) + means
+        return (self._y_bits(y_t, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_t)) / self.pixels
 
     def _sse(self, y_synth):
         """Squared error of the window's scored pixels, channels averaged (D·pixels)."""
@@ -130,7 +198,7 @@ class _Tile:
         a, b, c, d = self.rect
         window[..., a:b, c:d] = y_synth
         a, b, c, d = self.crop
-        x_hat = self.net.synthesis(window * self.inv_gain)[..., a:b, c:d]
+        x_hat = self.synthesis(window * self.inv_gain)[..., a:b, c:d]
         if self.gray:
             x_hat = sum(w * x_hat[:, i] for i, w in enumerate(LUMA))[:, None]
         return ((x_hat - self.x).square() * self.valid).sum() / x_hat.shape[1]  # per pixel, as the MSE is
@@ -159,12 +227,12 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
     """
     import torch
 
-    iterations = ITERATIONS[effort]
     dev = latents[0].device
     s, ls = net.config.stride, net.config.stride // 4
     h, w = rgb.shape[:2]
     src = pad_to_stride(rgb, s)
     hp, wp = src.shape[:2]
+    synthesis = _Synthesis(net)
     with torch.no_grad():
         gain, _ = net.gains(torch.tensor([level], device=dev))
         y_all = torch.empty(1, net.config.M, hp // ls, wp // ls, device=dev)  # refined ŷ, or g_a·gain ahead
@@ -179,22 +247,31 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
         yy, xx = np.arange(py0, py1)[:, None], np.arange(px0, px1)[None, :]
         valid = torch.from_numpy(((yy < h) & (xx < w)).astype(np.float32)).to(dev)[None, None]
         with torch.no_grad():
-            problem = _Tile(net, x, valid, y_all[..., wy0 // ls:wy1 // ls, wx0 // ls:wx1 // ls].clone(),
+            problem = _Tile(net, synthesis, x, valid, y_all[..., wy0 // ls:wy1 // ls, wx0 // ls:wx1 // ls].clone(),
                             ((y0 - wy0) // ls, (y1 - wy0) // ls, (x0 - wx0) // ls, (x1 - wx0) // ls),
                             (py0 - wy0, py1 - wy0, px0 - wx0, px1 - wx0),
                             float(max(0, min(y1, h) - y0) * max(0, min(x1, w) - x0)), level, gray)
             y_plain = y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls].clone()
             z_plain = net.h_a(y_plain)
             y, z = y_plain.clone(), z_plain.clone()
-        y.requires_grad_(True)
-        z.requires_grad_(True)
         gen = torch.Generator(device=dev).manual_seed(seed + i)
-        opt = torch.optim.Adam([y, z], lr=LEARNING_RATE)
+        # gradients for y and z only: the model's parameters are shared and stay untouched
+        z.requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=Z_LEARNING_RATE)
+        for _ in range(Z_ITERATIONS[effort]):
+            z.grad, = torch.autograd.grad(problem.rate_loss(y_plain, z, gen), [z])
+            opt.step()
+            if on_iteration is not None:
+                on_iteration()
+        y.requires_grad_(True)
+        opt = torch.optim.Adam([y, z], lr=LEARNING_RATE, betas=(BETA1, 0.999))
+        iterations = ITERATIONS[effort]
         for it in range(iterations):
+            frac = it / max(1, iterations - 1)
             for group in opt.param_groups:
-                group["lr"] = LEARNING_RATE * (1 - LR_DECAY * it / max(1, iterations - 1))
-            # gradients for y and z only: the model's parameters are shared and stay untouched
-            y.grad, z.grad = torch.autograd.grad(problem.loss(y, z, it, iterations, gen), [y, z])
+                group["lr"] = LEARNING_RATE * (1 - LR_DECAY * frac)
+            y.grad, z.grad = torch.autograd.grad(problem.loss(y, z, TAU_START + (TAU_END - TAU_START) * frac, gen),
+                                                 [y, z])
             opt.step()
             if on_iteration is not None:
                 on_iteration()
