@@ -140,6 +140,39 @@ def test_pillow_plugin_saves_with_effort(photo):
     assert Image.open(io.BytesIO(buf.getvalue())).size == (128, 96)
 
 
+@pytest.mark.parametrize("inverse", [True, False])
+def test_the_searchs_gdn_has_the_models_values_and_exact_gradient(inverse):
+    import torch
+
+    from aecodec.models.hyperprior import GDN
+
+    torch.manual_seed(0)
+    gdn = GDN(8, inverse=inverse).double()
+    with torch.no_grad():  # a Γ and β away from their initial identity-like values
+        gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
+        gdn.beta.add_(0.3 * torch.rand_like(gdn.beta))
+    gamma = gdn.gamma_reparam(gdn.gamma).reshape(8, 8).detach()
+    beta = gdn.beta_reparam(gdn.beta).detach()
+    x = torch.randn(2, 8, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(refine._gdn()(x, gamma, beta, inverse), gdn(x))
+    # the hand-written backward against finite differences
+    assert torch.autograd.gradcheck(lambda v: refine._gdn()(v, gamma, beta, inverse), (x.requires_grad_(True),))
+
+
+def test_the_searchs_synthesis_is_the_models_g_s_values_and_gradients():
+    import torch
+
+    net, _, _ = api.load_model()
+    y = (3 * torch.randn(1, net.config.M, 4, 6, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+    ours, theirs = refine._Synthesis(net)(y), net.synthesis(y)
+    assert ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    weights = torch.rand_like(theirs)
+    (g_ours,), (g_theirs,) = (torch.autograd.grad((out * weights).sum(), [y]) for out in (ours, theirs))
+    assert torch.allclose(g_ours, g_theirs, rtol=1e-3, atol=1e-3 * float(g_theirs.abs().max()))
+    assert all(p.grad is None for p in net.parameters())  # the shared model is untouched
+
+
 def test_lambda_follows_the_quality_between_trained_levels():
     lambdas = (0.001, 0.004, 0.016)
     assert refine.rd_lambda(lambdas, 0.0) == pytest.approx(0.001)
