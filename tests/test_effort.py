@@ -69,13 +69,14 @@ def test_highest_effort_lowers_the_rate_distortion_cost(photo, quality):
     assert _rd_cost(refined, photo) < _rd_cost(plain, photo)
 
 
-def test_kodak_crop_gets_smaller_at_equal_quality(kodak):
-    # Quality 75: with the GPU-trained weights (7afdad6548ea9f4f) the search no longer pays at 25 or 50
-    # on this crop (the tile keeps its plain latents, as it should); at 75 it saves 6 % of the bytes.
+@pytest.mark.parametrize("quality", [25, 75])
+def test_kodak_crop_gets_smaller_at_equal_quality(kodak, quality):
+    # With the shipped weights (7afdad6548ea9f4f) effort 9 saves 7-8 % of this crop's bytes at
+    # qualities 25, 50 and 75 (the search before this schedule only paid at 75)
     rgb = np.asarray(Image.open(kodak / "kodim23.png").convert("RGB"))[128:384, 256:512]
-    plain, refined = aecodec.encode(rgb, 75), aecodec.encode(rgb, 75, effort=9)
+    plain, refined = aecodec.encode(rgb, quality), aecodec.encode(rgb, quality, effort=9)
     assert _rd_cost(refined, rgb) < _rd_cost(plain, rgb)
-    assert len(refined) < 0.97 * len(plain)
+    assert len(refined) < 0.96 * len(plain)
 
 
 def test_a_refinement_that_does_not_pay_keeps_the_plain_tile(photo, monkeypatch):
