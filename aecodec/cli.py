@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -605,8 +605,6 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
            quiet: bool, verbose: bool) -> None:
     """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary."""
     global _BAR
-    import contextlib
-
     from .batch import Job, run_job
     from .codec.errors import CodecError, one_line
 
@@ -615,7 +613,7 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
     except CodecError as exc:
         _exit(str(exc))
 
-    with contextlib.ExitStack() as bars:
+    with ExitStack() as bars:
         def started(n: int, pool: str) -> None:
             global _BAR
             if not quiet:
