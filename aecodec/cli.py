@@ -382,7 +382,7 @@ def decode(
         if dst == "-":
             import io
             buf = io.BytesIO()
-            img.save(buf, format="PNG")
+            img.save(buf, format="PNG", compress_level=files.PNG_COMPRESS_LEVEL)  # as a file would be
             sys.stdout.buffer.write(buf.getvalue())
             sys.stdout.buffer.flush()
         else:
@@ -576,8 +576,7 @@ def export(
 
 
 # ----------------------------------------------------------------------------- batch (Ray)
-from .batch.work import RD_QUALITIES  # noqa: E402  (no Ray, no torch: the engine is imported by a job)
-
+# (aecodec.batch is imported by these commands only: a single-image command does not pay for it.)
 batch_app = typer.Typer(no_args_is_help=True, help=(
     "Many images at once, spread over this machine's cores or a Ray cluster (needs Ray: "
     "pip install 'aecodec[cluster]'). Outputs mirror the input folder; manifest.jsonl records each "
@@ -701,7 +700,7 @@ def batch_decode(
 def batch_rd(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of images (searched recursively), or one image.")],
     output: Annotated[str, typer.Option("-o", "--output", help="Folder for manifest.jsonl (per image and quality), rd.json (the mean curve) and rd.png.")] = "aecodec-rd",
-    qualities: Annotated[str, typer.Option("--qualities", metavar="Q1,Q2,…", help="Qualities to code each image at.")] = ",".join(f"{q:g}" for q in RD_QUALITIES),
+    qualities: Annotated[Optional[str], typer.Option("--qualities", metavar="Q1,Q2,…", help="Qualities to code each image at. Default: the Kodak benchmark's (0,15,30,45,60,75,90,100).")] = None,
     effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9.")] = 1,
     model: Annotated[Optional[str], typer.Option(help="Model id or checkpoint path (default: the shipped model).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Measure every image again (default: keep the rows of an earlier run that still hold).")] = False,
@@ -714,8 +713,10 @@ def batch_rd(
 ) -> None:
     """Rate–distortion of a folder at scale: each image coded at each quality (bpp from the real
     file, PSNR, MS-SSIM), and the mean curve (rd.json, rd.png)."""
+    from .batch.work import RD_QUALITIES
+
     try:
-        qs = tuple(float(q) for q in qualities.split(","))
+        qs = RD_QUALITIES if qualities is None else tuple(float(q) for q in qualities.split(","))
     except ValueError:
         _exit(f"--qualities must be comma-separated numbers, got {qualities!r}")
     _batch(dict(kind="rd", qualities=qs, effort=effort, model=model, force=force), src, output, address=address,

@@ -301,3 +301,11 @@ def test_encode_refuses_an_effort_outside_1_to_9(photo, tmp_path, bad):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "effort" in r.stderr.lower()
     assert not (tmp_path / "x.aec").exists()
+
+
+def test_batch_rd_help_shows_the_benchmark_qualities_it_uses_by_default():
+    from aecodec.batch.work import RD_QUALITIES
+
+    r = runner.invoke(app, ["batch", "rd", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    assert "(" + ",".join(f"{q:g}" for q in RD_QUALITIES) + ")" in r.output

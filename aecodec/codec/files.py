@@ -89,6 +89,9 @@ def read_file(src: str | os.PathLike) -> bytes:
 
 
 _NO_ALPHA = {"JPEG", "BMP", "PPM"}
+# zlib level of the PNGs we write: the same pixels as Pillow's default (6) in half the time, files
+# 1.7 % larger (7 decoded Kodak images: 0.43 s instead of 0.85 s; kodim23 0.05 s instead of 0.14 s).
+PNG_COMPRESS_LEVEL = 4
 
 
 def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -99,6 +102,8 @@ def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = Fa
         warnings.warn(f"{fmt_name} cannot store alpha; the alpha channel is dropped", stacklevel=2)
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
     kwargs = {"quality": 95} if fmt_name in ("JPEG", "WEBP", "AVIF") else {}
+    if fmt_name == "PNG":
+        kwargs = {"compress_level": PNG_COMPRESS_LEVEL}
 
     def save(tmp: str) -> None:
         img.save(tmp, format=fmt_name, **kwargs)

@@ -56,10 +56,11 @@ def weights_hash(state_dict: dict) -> str:
     return h.hexdigest()[:HASH_HEX_CHARS]
 
 
-def build_model(arch: str, config: dict) -> MeanScaleHyperprior:
+def build_model(arch: str, config: dict, *, init: bool = True) -> MeanScaleHyperprior:
     """The model of a checkpoint's architecture and config. The config's fixed-point grid must keep
     every partial sum of the exact h_s below 2**53 (:func:`~aecodec.models.exact.check_bounds`),
-    or its entropy parameters would not be the same on every machine: CheckpointError."""
+    or its entropy parameters would not be the same on every machine: CheckpointError.
+    ``init=False``: convolution weights uninitialised, to be loaded next."""
     try:
         cls, cfg_cls = ARCHITECTURES[arch]
     except KeyError:
@@ -72,7 +73,7 @@ def build_model(arch: str, config: dict) -> MeanScaleHyperprior:
     if bits >= 53:
         raise CheckpointError(f"fixed-point config {cfg.fixed_point} lets the exact h_s reach 2**{bits}: "
                               "not exact in float64 (must stay below 2**53)")
-    return cls(cfg)
+    return cls(cfg, init=init)
 
 
 def fp32_state_dict(model: torch.nn.Module) -> dict:
@@ -139,7 +140,7 @@ def read_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
 def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
     """Rebuild the model from its saved config and weights; verify the weights hash."""
     ckpt = read_checkpoint(path, map_location=map_location)
-    model = build_model(ckpt["arch"], ckpt["config"])
+    model = build_model(ckpt["arch"], ckpt["config"], init=False)  # every weight is loaded below (strict)
     sd = ckpt["state_dict"]
     digest = weights_hash(sd)
     if digest != ckpt.get("weights_hash"):

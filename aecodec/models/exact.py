@@ -44,6 +44,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import make_layer
+
 __all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "PIECE", "HALO"]
 
 PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
@@ -82,14 +84,14 @@ class FixedPointHyperSynthesis(nn.Module):
     that are exactly equal on every device.
     """
 
-    def __init__(self, N: int, M: int, fp: FixedPoint = FixedPoint()):
+    def __init__(self, N: int, M: int, fp: FixedPoint = FixedPoint(), *, init: bool = True):
         super().__init__()
         self.fp = fp
         self.layers = nn.ModuleList(
             [
-                nn.ConvTranspose2d(N, M, 5, stride=2, padding=2, output_padding=1),
-                nn.ConvTranspose2d(M, M * 3 // 2, 5, stride=2, padding=2, output_padding=1),
-                nn.Conv2d(M * 3 // 2, M * 2, 3, stride=1, padding=1),
+                make_layer(nn.ConvTranspose2d, N, M, 5, stride=2, padding=2, output_padding=1, init=init),
+                make_layer(nn.ConvTranspose2d, M, M * 3 // 2, 5, stride=2, padding=2, output_padding=1, init=init),
+                make_layer(nn.Conv2d, M * 3 // 2, M * 2, 3, stride=1, padding=1, init=init),
             ]
         )
 

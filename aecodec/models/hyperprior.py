@@ -36,6 +36,7 @@ import torch.nn as nn
 from .._torch import compressai
 from .auxt import HaarAnalysis, HaarSynthesis
 from .exact import FixedPoint, FixedPointHyperSynthesis, _ste_round
+from .layers import make_layer
 
 __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
 
@@ -213,12 +214,13 @@ class HyperpriorConfig:
         return cls(**d)
 
 
-def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+def _conv(cin: int, cout: int, k: int = 5, stride: int = 2, *, init: bool = True) -> nn.Conv2d:
+    return make_layer(nn.Conv2d, cin, cout, k, stride=stride, padding=k // 2, init=init)
 
 
-def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2, *, init: bool = True) -> nn.ConvTranspose2d:
+    return make_layer(nn.ConvTranspose2d, cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1,
+                 init=init)
 
 
 def _guarded(string: bytes, n_symbols: int) -> bytes:
@@ -247,26 +249,34 @@ class MeanScaleHyperprior(nn.Module):
     """See the module docstring. Inputs are RGB in ``[0, 1]``, ``(B, 3, H, W)``, H and W
     multiples of ``config.stride`` (the codec API pads)."""
 
-    def __init__(self, config: HyperpriorConfig = HyperpriorConfig()):
+    def __init__(self, config: HyperpriorConfig = HyperpriorConfig(), *, init: bool = True):
+        """``init=False`` leaves the convolutions' weights uninitialised, for a model whose
+        weights are loaded next (:func:`~aecodec.models.layers.make_layer`)."""
         super().__init__()
         self.config = config
         N, M, L = config.N, config.M, config.num_levels
 
+        def conv(cin, cout, k=5, stride=2):
+            return _conv(cin, cout, k, stride, init=init)
+
+        def deconv(cin, cout):
+            return _deconv(cin, cout, init=init)
+
         self.g_a = nn.Sequential(
-            _conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M)
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
         self.g_s = nn.Sequential(
-            _deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
-            _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3),
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
         )
         # AuxT: linear shortcuts beside g_a and g_s (None without them; models/auxt.py).
         self.aux_a = HaarAnalysis(M) if config.aux_transform else None
         self.aux_s = HaarSynthesis(M) if config.aux_transform else None
         self.h_a = nn.Sequential(
-            _conv(M, N, k=3, stride=1), nn.LeakyReLU(inplace=True),
-            _conv(N, N), nn.LeakyReLU(inplace=True), _conv(N, N),
+            conv(M, N, k=3, stride=1), nn.LeakyReLU(inplace=True),
+            conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N),
         )
-        self.h_s = FixedPointHyperSynthesis(N, M, config.fixed_point)
+        self.h_s = FixedPointHyperSynthesis(N, M, config.fixed_point, init=init)
         self.entropy_bottleneck = EntropyBottleneck(N)
         scale_table = torch.exp(
             torch.linspace(math.log(config.scale_min), math.log(config.scale_max), config.scale_levels)
