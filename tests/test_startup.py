@@ -10,8 +10,9 @@ import sys
 import aecodec.samples
 
 # pydantic: typer 0.29+ imports it to parse every command's options (pyproject pins typer below 0.29).
+# PIL.TiffImagePlugin: one of the plugins Image.init() imports all of (45 ms), needed for PNG in or out.
 HEAVY = ("torch", "scipy.stats._stats_py", "matplotlib", "torchvision", "aecodec.train", "benchmarks", "pydantic",
-         "aecodec.batch")
+         "aecodec.batch", "PIL.TiffImagePlugin")
 
 
 def _modules_after(*cli_args: str) -> dict:
