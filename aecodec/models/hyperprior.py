@@ -26,6 +26,7 @@ computed once by :meth:`update` when a checkpoint is exported, and travel inside
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -220,7 +221,7 @@ def _conv(cin: int, cout: int, k: int = 5, stride: int = 2, *, init: bool = True
 
 def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2, *, init: bool = True) -> nn.ConvTranspose2d:
     return make_layer(nn.ConvTranspose2d, cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1,
-                 init=init)
+                      init=init)
 
 
 def _guarded(string: bytes, n_symbols: int) -> bytes:
@@ -256,11 +257,7 @@ class MeanScaleHyperprior(nn.Module):
         self.config = config
         N, M, L = config.N, config.M, config.num_levels
 
-        def conv(cin, cout, k=5, stride=2):
-            return _conv(cin, cout, k, stride, init=init)
-
-        def deconv(cin, cout):
-            return _deconv(cin, cout, init=init)
+        conv, deconv = functools.partial(_conv, init=init), functools.partial(_deconv, init=init)
 
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
