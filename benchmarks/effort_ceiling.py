@@ -29,21 +29,17 @@ import numpy as np
 
 from aecodec.metrics import image_metrics, ms_ssim_db
 from benchmarks.bdrate import bd_rate
-from benchmarks.rd import _json_safe, list_images, load_image, machine_info
+from benchmarks.codecs import EFFORT_QUALITIES
+from benchmarks.rd import _init_worker, _json_safe, list_images, load_image, machine_info
 
-QUALITIES = (15.0, 45.0, 75.0)  # as the effort axis of benchmarks.rd (EFFORT_QUALITIES)
 EFFORT = 9  # the level whose joint-step count is replaced
 
 
-def encode_point(image, quality: float, iterations: int, threads: int | None = None) -> dict:
+def encode_point(image, quality: float, iterations: int) -> dict:
     """One point: ``image`` coded at ``quality`` with ``iterations`` joint steps (0: effort 1)."""
     import aecodec
     from aecodec.codec import refine
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     with mock.patch.dict(refine.ITERATIONS, {EFFORT: iterations}):
         t = time.perf_counter()
         data = aecodec.encode(image, quality=quality, effort=1 if iterations == 0 else EFFORT)
@@ -161,7 +157,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--images", default="", help="comma-separated file stems to use (default: all)")
     ap.add_argument("--iterations", type=_ints, default=_ints("0,44,150,500"),
                     help="joint SGA steps to try; 0 (effort 1, the anchor) is always added")
-    ap.add_argument("--qualities", type=_floats, default=list(QUALITIES))
+    ap.add_argument("--qualities", type=_floats, default=[float(q) for q in EFFORT_QUALITIES])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, required=True)
     return ap.parse_args(argv)
@@ -181,6 +177,10 @@ def main(argv=None) -> int:
     if not paths:
         print(f"effort_ceiling: error: no images in {a.dataset}", file=sys.stderr)
         return 2
+    from aecodec.codec import refine
+
+    if a.threads:
+        _init_worker(a.threads)
     iterations = sorted(set(a.iterations) | {0})
     a.out.mkdir(parents=True, exist_ok=True)
     log = a.out / "points.jsonl"
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                 if (path.name, n, q) in done:
                     continue
                 image = image or load_image(path)
-                p = {"image": path.name, **encode_point(image, q, n, a.threads)}
+                p = {"image": path.name, **encode_point(image, q, n)}
                 points.append(p)
                 with log.open("a") as f:
                     f.write(json.dumps(_json_safe(p)) + "\n")
@@ -206,8 +206,8 @@ def main(argv=None) -> int:
     rows = ceiling_rows(points)
     cmd = "python -m benchmarks.effort_ceiling " + " ".join(sys.argv[1:] if argv is None else argv)
     (a.out / "results.json").write_text(json.dumps(_json_safe(
-        {"command": cmd, "machine": machine, "z_iterations": 30, "qualities": a.qualities,
-         "rows": rows, "points": points, "run_s": time.perf_counter() - t0}), indent=1) + "\n")
+        {"command": cmd, "machine": machine, "z_iterations": refine.Z_ITERATIONS[EFFORT],
+         "qualities": a.qualities, "rows": rows, "points": points, "run_s": time.perf_counter() - t0}), indent=1) + "\n")
     md = ceiling_markdown(rows)
     (a.out / "ceiling.md").write_text(
         f"BD-rate against effort 1 (real bytes, qualities {', '.join(f'{q:g}' for q in a.qualities)}), "
