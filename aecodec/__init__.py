@@ -9,14 +9,15 @@ Importing aecodec is cheap: torch is imported on first encode/decode.
 """
 
 from .codec.pil_plugin import register as _register_pillow_plugin
+from .errors import AecodecError, CodecError, FormatError, ModelNotFound
 
 __version__ = "0.1.0"
-__all__ = ["encode", "decode", "encode_file", "decode_file", "info", "CodecError", "FormatError",
+__all__ = ["encode", "decode", "encode_file", "decode_file", "info", "AecodecError", "CodecError", "FormatError",
            "ModelNotFound"]
 
 _register_pillow_plugin()
 
-_API = {"encode", "decode", "info", "CodecError"}
+_API = {"encode", "decode", "info"}
 _FILES = {"encode_file", "decode_file"}
 
 
@@ -29,12 +30,4 @@ def __getattr__(name):
         from .codec import files
 
         return getattr(files, name)
-    if name == "FormatError":
-        from .codec.format import FormatError
-
-        return FormatError
-    if name == "ModelNotFound":
-        from .models.registry import ModelNotFound
-
-        return ModelNotFound
     raise AttributeError(f"module 'aecodec' has no attribute {name!r}")

@@ -136,9 +136,9 @@ def _exit(msg: str, code: int = 2) -> NoReturn:
 def _guard(quiet: bool, src: str):
     """Turn library errors into one-line messages; show warnings as one line each."""
     from .codec.api import CodecError
-    from .codec.errors import one_line
+    from .errors import one_line
     from .codec.format import FormatError
-    from .models.errors import CheckpointError, ModelNotFound
+    from .errors import CheckpointError, ModelNotFound
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -428,7 +428,7 @@ def inspect(
 ) -> None:
     """See where the bits go: a rate map (bits per pixel, from the coder's own tables) and an
     error map of one image, with bpp, PSNR and SSIM."""
-    from .codec.errors import CodecError
+    from .errors import CodecError
     from .codec.files import write_atomic
     from .inspection import inspect as run
     from .reports import render_report
@@ -466,7 +466,7 @@ def rank(
     A model trained on normal photos spends many bits where an image is unlike them, so the top
     of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
     """
-    from .codec.errors import CodecError
+    from .errors import CodecError
     from .codec.files import write_atomic
     from .ranking import rank as run
     from .reports import render_contact_sheet
@@ -605,7 +605,7 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
     """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary."""
     global _BAR
     from .batch import Job, run_job
-    from .codec.errors import CodecError, one_line
+    from .errors import CodecError, one_line
 
     try:
         job = Job(**job)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .codec.api import DEFAULT_QUALITY
-from .codec.errors import CodecError
+from .errors import CodecError
 from .codec.format import FormatError
 from .codec.images import image_files
 from .inspection import Inspection, finite, inspect

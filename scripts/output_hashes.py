@@ -5,7 +5,8 @@ leave them unchanged (same weights, same machine).
     python scripts/output_hashes.py after.json --compare before.json
 
 Cases: three Kodak photos at qualities 0 / 37.5 / 75 / 100, 256-pixel tiles, --target-size,
---target-bpp, and small gray, RGBA, gray+alpha, 16-bit and 5×3 images. For each: the sha256 of
+--target-bpp, small gray, RGBA, gray+alpha, 16-bit and 5×3 images, a folded strip, and effort 3
+(with and without a target). For each: the sha256 of
 the .aec bytes, their length, and the decoded image's mode, size and pixel sha256.
 """
 
@@ -47,6 +48,10 @@ def cases(kodak: Path) -> list[tuple[str, object, dict]]:
     out.append(("i16", Image.fromarray(gray16).convert("I;16"), {"quality": 40}))
     tiny = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     out.append(("tiny", Image.fromarray(tiny), {"quality": 90}))
+    strip = np.asarray(im)[200:232, :].copy()  # 768×32: coded folded (format version 2)
+    out.append(("strip", Image.fromarray(np.tile(strip, (1, 3, 1))), {"quality": 55}))
+    out.append(("effort3", im.crop((100, 100, 292, 228)), {"quality": 60, "effort": 3}))
+    out.append(("effort3-target", im.crop((300, 200, 428, 328)), {"target_size": 1500, "effort": 3}))
     return out
 
 

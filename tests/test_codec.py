@@ -11,7 +11,7 @@ from PIL import Image
 
 import aecodec
 from aecodec.codec import format as fmt
-from aecodec.codec.errors import CodecError
+from aecodec.errors import CodecError
 from aecodec.codec.images import prepare_image
 from aecodec.metrics import psnr
 from aecodec.models import registry

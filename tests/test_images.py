@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from aecodec.codec import format as fmt
-from aecodec.codec.errors import CodecError
+from aecodec.errors import CodecError
 from aecodec.codec.images import prepare_image
 from aecodec.train import read_images
 

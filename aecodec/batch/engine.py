@@ -20,17 +20,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
-from ..codec.errors import CodecError, one_line
+from ..errors import BatchError, one_line
 from .work import Item, Job, Worker
 
 __all__ = ["BatchError", "Pool", "connected", "plan_pool", "ray_or_error", "run"]
 
 INSTALL_HINT = "aecodec batch needs Ray: pip install 'aecodec[cluster]'"
 MAX_BLOCKS = 20_000  # one block per item up to this many (a worker takes a block at a time)
-
-
-class BatchError(CodecError):
-    """A job that cannot run (no Ray, not enough CPUs or GPUs for the pool asked for, …)."""
 
 
 def ray_or_error():

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..codec.errors import CodecError, one_line
+from ..errors import CodecError, one_line
 
 __all__ = ["Job", "Item", "plan", "Worker", "RD_QUALITIES", "KINDS"]
 
@@ -333,7 +333,7 @@ def _message(exc: BaseException, item: Item) -> str:
     name the input already, by the absolute path the worker used), else the exception's type and
     first line."""
     from ..codec.format import FormatError
-    from ..models.errors import CheckpointError, ModelNotFound
+    from ..errors import CheckpointError, ModelNotFound
 
     if isinstance(exc, (CodecError, FormatError, ModelNotFound, CheckpointError)):
         text = str(exc)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from . import format as fmt
-from .errors import CodecError
+from ..errors import CodecError
 from .format import Container, FormatError, Layout
 from .images import ImageLike, png_plane, prepare_image, to_image
 from .ratesearch import encode_within

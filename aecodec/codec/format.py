@@ -64,6 +64,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ..errors import FormatError
+
 __all__ = [
     "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
     "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "GUARD", "tile_grid", "coded_size", "strip_repeat",
@@ -90,10 +92,6 @@ class Layout:
     PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # the Pillow mode each layout decodes to
     WITH_ALPHA = {2, 4}
     GRAYS = {1, 2}
-
-
-class FormatError(ValueError):
-    """The bytes are not a valid .aec file; the message says why, in one line."""
 
 
 def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:

@@ -25,12 +25,12 @@ I (32-bit signed integer)    values within 0–255: gray, as they are           
 F (32-bit float)             gray: NaN → 0, clipped to 0–255, rounded             when that loses anything
                                                                                   (NaN, values outside
                                                                                   0–255, fractions): which
-any other                    a :class:`~aecodec.codec.errors.CodecError` naming
+any other                    a :class:`~aecodec.errors.CodecError` naming
                              the mode
 ===========================  ===================================================  =========================
 
 Pillow opens 16-bit PNGs as I;16 and 32-bit integer TIFFs as I. A file that cannot be read —
-whatever Pillow raises — is a one-line :class:`~aecodec.codec.errors.CodecError`; one above
+whatever Pillow raises — is a one-line :class:`~aecodec.errors.CodecError`; one above
 Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is read with a warning that its
 encode takes long and much memory. :func:`to_image` is the inverse for decoded pixels.
 :data:`IMAGE_SUFFIXES` and :func:`image_files` say which files of a folder are images.
@@ -47,7 +47,7 @@ from typing import BinaryIO, Iterable, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import CodecError, one_line
+from ..errors import CodecError, one_line
 from .format import Layout
 
 __all__ = ["IMAGE_SUFFIXES", "ImageLike", "image_files", "open_image", "prepare_image", "load_rgb", "to_image",

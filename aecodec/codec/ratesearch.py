@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import CodecError
+from ..errors import CodecError
 from .format import Layout
 from .images import png_plane
 from .refine import refine_tiles

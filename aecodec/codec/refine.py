@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import CodecError
+from ..errors import CodecError
 from .tiles import MARGIN, pad_to_stride, pixels, tile_rects
 
 __all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "Z_ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import format as fmt
-from .errors import one_line
+from ..errors import one_line
 from .format import Container, FormatError
 
 __all__ = ["DEFAULT_TILE", "MARGIN", "SYNTH_PIECE", "padded", "pad_to_stride", "pixels", "strips_for", "fold",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .exact import check_bounds
 from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
 

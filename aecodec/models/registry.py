@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ModelNotFound
+from ..errors import ModelNotFound
 
 __all__ = ["DEFAULT_MODEL_ID", "SHIPPED_DIR", "ModelNotFound", "resolve", "load", "checkpoint_dirs"]
 

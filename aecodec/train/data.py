@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..codec.errors import one_line
+from ..errors import one_line
 from ..codec.images import image_files, load_rgb
 from .options import TrainError
 

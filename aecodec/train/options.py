@@ -6,14 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codec import format as fmt
+from ..errors import TrainError
 from ..metrics import MS_SSIM_MIN_SIDE
 from ..models.registry import DEFAULT_MODEL_ID
 
 __all__ = ["TrainError", "TrainOptions", "check_options"]
-
-
-class TrainError(ValueError):
-    """Options or data that training cannot use; one-line message."""
 
 
 @dataclass

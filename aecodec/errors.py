@@ -1,0 +1,58 @@
+"""Every error aecodec raises on purpose, in one tree (standard library only: the command line
+catches the base class before it knows whether a command will import torch)::
+
+    AecodecError                    anything aecodec refuses; the message is one line
+    ├── CodecError                  bad input to the codec: an unreadable image, a bad option
+    │   └── BatchError              a batch job that cannot run (no Ray, a pool too large, …)
+    ├── FormatError                 bytes that are not a valid .aec file (format.py says why)
+    ├── ModelError                  weights that cannot be used
+    │   ├── CheckpointError         a checkpoint file: wrong format, corrupt, hash mismatch
+    │   └── ModelNotFound           no installed weights have the id (and hash) a file names
+    └── TrainError                  options or data that training cannot use
+
+Each class also derives from the built-in exception callers would reach for (``ValueError``, and
+``LookupError`` for :class:`ModelNotFound`), so code written against those keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AecodecError", "CodecError", "BatchError", "FormatError", "ModelError", "CheckpointError",
+           "ModelNotFound", "TrainError", "one_line"]
+
+
+class AecodecError(Exception):
+    """The base of every error aecodec raises on purpose; its message is one line."""
+
+
+class CodecError(AecodecError, ValueError):
+    """Bad input to the codec (unreadable image, bad option)."""
+
+
+class BatchError(CodecError):
+    """A batch job that cannot run (no Ray, not enough CPUs or GPUs for the pool asked for, …)."""
+
+
+class FormatError(AecodecError, ValueError):
+    """The bytes are not a valid .aec file; the message says why."""
+
+
+class ModelError(AecodecError):
+    """Weights that cannot be found or used."""
+
+
+class CheckpointError(ModelError, ValueError):
+    """A checkpoint file that cannot be used (wrong format, corrupt, hash mismatch)."""
+
+
+class ModelNotFound(ModelError, LookupError):
+    """No installed checkpoint has the id (and hash) that a file asks for."""
+
+
+class TrainError(AecodecError, ValueError):
+    """Options or data that training cannot use."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
