@@ -19,7 +19,7 @@ with ``s = round(ŷ - μ)`` for y (index from ``entropy_parameters(ẑ)``) and
 ``s = round(ẑ - median)`` for z (one table per channel). The only bits the map leaves out are
 the coder's termination (the 64-bit state flush less the initial state, 32–64 bits per string);
 they are reported as ``coder_overhead_bits``, so for anything but a thumbnail the map's total is
-the payload within a fraction of a percent (kodim23 at q 75: 114 of 517 760 bits).
+the payload within a fraction of a percent.
 
 The **rate map** is in bits per pixel: the y bits of each latent position (summed over channels)
 plus 1/16 of the z bits of the hyper-latent position above it (each z position covers 4×4 y
@@ -62,43 +62,12 @@ from .codec import api
 from .codec import format as fmt
 from .codec.format import Layout
 from .codec.images import prepare_image, to_image
-from .codec.tiles import padded, unfold
+from .codec.geometry import padded, strip_repeat, unfold
 from .metrics import psnr_from_mse, squared_error, ssim
 
-__all__ = ["Inspection", "inspect", "symbol_bits", "finite"]
+__all__ = ["Inspection", "inspect", "finite"]
 
 Source = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
-PRECISION = 16  # CompressAI's rANS probability precision (bits)
-_BYPASS_BITS, _BYPASS_MAX = 4, 15  # CompressAI's rANS bypass mode: 4-bit chunks
-
-
-# ----------------------------------------------------------------------------- bits per symbol
-def symbol_bits(symbols, indexes, cdfs, cdf_lengths, offsets):
-    """Bits CompressAI's rANS spends on each symbol: ``(bits, escapes)``, a float64 tensor shaped
-    like ``symbols`` and the number of symbols coded in bypass mode.
-
-    ``symbols`` and ``indexes`` are integer tensors of one shape; ``cdfs`` ``(K, L)``,
-    ``cdf_lengths`` ``(K,)`` and ``offsets`` ``(K,)`` are an entropy model's
-    ``_quantized_cdf``, ``_cdf_length`` and ``_offset``. Mirrors ``encode_with_indexes`` of
-    CompressAI's ``rans_interface.cpp``: in-range symbols cost ``-log2(freq / 2**16)``, the
-    others the escape symbol plus their 4-bit bypass chunks.
-    """
-    import torch
-
-    idx = indexes.reshape(-1).long()
-    cdfs = cdfs.to(idx.device).long()
-    value = symbols.reshape(-1).long() - offsets.to(idx.device).long()[idx]
-    max_value = cdf_lengths.to(idx.device).long()[idx] - 2
-    escape = (value < 0) | (value >= max_value)
-    raw = torch.where(value < 0, -2 * value - 1, 2 * (value - max_value)) * escape
-    n = torch.zeros_like(raw)
-    for k in range(16):  # number of 4-bit chunks in raw (0 for raw == 0)
-        n += (raw >> (_BYPASS_BITS * k)) != 0
-    bypass = _BYPASS_BITS * (n + n // _BYPASS_MAX + 1) * escape
-    v = torch.where(escape, max_value, value)
-    freq = cdfs[idx, v + 1] - cdfs[idx, v]
-    bits = PRECISION - torch.log2(freq.double()) + bypass.double()
-    return bits.reshape(symbols.shape), int(escape.sum())
 
 
 # ----------------------------------------------------------------------------- the result
@@ -223,7 +192,7 @@ def inspect(source: Source, quality: Optional[float] = None, *, model: str | os.
     """Encode an image at ``quality`` (default :data:`~aecodec.codec.api.DEFAULT_QUALITY`) and
     measure where the bits go; or measure an existing .aec file (path or bytes; its own quality).
 
-    Raises :class:`~aecodec.codec.api.CodecError` / :class:`~aecodec.codec.format.FormatError`
+    Raises :class:`~aecodec.errors.CodecError` / :class:`~aecodec.errors.FormatError`
     with one-line messages, like the codec API.
     """
     data = _read_aec(source)
@@ -270,7 +239,7 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
     rate_map, padding_bits = _pixel_map(y_pos, z_pos, ch, cw, ls)
     if c.strips > 1:  # back to the image: a repeated line's bits are the sum of its copies'
         folded_total = rate_map.sum()
-        rate_map = unfold(rate_map, c.width, c.height, c.strips) * fmt.strip_repeat(min(c.width, c.height))
+        rate_map = unfold(rate_map, c.width, c.height, c.strips) * strip_repeat(min(c.width, c.height))
         padding_bits += float(folded_total - rate_map.sum())  # the end of the last strip
     rec = np.asarray(img.convert("L" if c.layout in Layout.GRAYS else "RGB"))
     error = ssim_value = None
@@ -294,12 +263,11 @@ def _tile_bits(net, lat: dict) -> tuple[np.ndarray, np.ndarray, int]:
 
     gc, eb = net.gaussian_conditional, net.entropy_bottleneck
     y_sym = torch.round(lat["y_hat"] - lat["means"]).long()  # exactly the symbols of the y string
-    y_bits, y_esc = symbol_bits(y_sym, lat["indexes"], gc._quantized_cdf, gc._cdf_length, gc._offset)
+    y_bits, y_esc = gc.symbol_bits(y_sym, lat["indexes"])
     z_hat = lat["z_hat"]
-    medians = eb._get_medians().detach().reshape(1, -1, 1, 1).to(z_hat)
-    z_sym = torch.round(z_hat - medians).long()  # EntropyBottleneck codes z around its medians
+    z_sym = torch.round(z_hat - eb.medians().to(z_hat)).long()  # EntropyBottleneck codes z around its medians
     z_idx = torch.arange(z_hat.shape[1], device=z_hat.device).reshape(1, -1, 1, 1).expand_as(z_sym)
-    z_bits, z_esc = symbol_bits(z_sym, z_idx, eb._quantized_cdf, eb._cdf_length, eb._offset)
+    z_bits, z_esc = eb.symbol_bits(z_sym, z_idx)
     return y_bits[0].sum(0).cpu().numpy(), z_bits[0].sum(0).cpu().numpy(), y_esc + z_esc
 
 

@@ -1,6 +1,6 @@
 """Many images on one machine: the plain CLI against ``aecodec batch`` on Ray, images per second.
 
-    python -m benchmarks.batch --images ../shared/datasets/kodak --out benchmarks/results/batch.json --readme README.md
+    python -m benchmarks.batch --images ../shared/datasets/kodak --out benchmarks/results/batch.json --page
 
 Each configuration is one whole command over the folder (start-up included: Python, Ray, the
 workers, the model), run ``--repeat`` times, interleaved, on the folder and on the folder twice over
@@ -14,6 +14,9 @@ of the .aec files of the images:
 
 Peak memory: the CLI process's (``/usr/bin/time``), and each Ray worker's (its own
 ``getrusage``, in the manifest) with the driver's beside it.
+
+``--page [PAGE]`` (default docs/batch.md; ``--readme`` is its old name) rewrites that page's block
+between ``<!-- batch:begin -->`` and ``<!-- batch:end -->`` from the results.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.report import replace_block
+from benchmarks.report import page_link, replace_block
 from benchmarks.speed import _cpu_name, _process, _steal
 
 from aecodec.batch import read_manifest
 from aecodec.codec.images import image_files
+
+PAGE = Path("docs/batch.md")  # the page that shows the batch block
 
 
 def _configs(kind: str, folder: Path, out: Path, cores: int) -> dict[str, list[list[str]]]:
@@ -132,11 +137,13 @@ def _size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def markdown(res: dict, path: str) -> str:
+def markdown(res: dict, path: str, page_dir: Path | None = None) -> str:
+    """The batch block: ``path`` (the results file) linked relative to ``page_dir`` (None: as given)."""
     m, n = res["machine"], res["images"]
     lines = [f"**Many images** (`{res['command']}`, {res['date']}, {m['cpu']}, {res['cores']} cores, torch "
              f"{m['torch']}, Ray {m['ray']}, {m['steal_percent']} % of the CPU time taken by the host; "
-             f"[`{path}`]({path})): {n} images of {res['folder']} ({res['size']}), quality 75. Each configuration "
+             f"[`{path}`]({page_link(path, page_dir)})): {n} images of {res['folder']} ({res['size']}), quality 75. "
+             f"Each configuration "
              f"is one whole command over the folder, start-up included (Python, Ray, the workers, the model), best "
              f"of {res['repeat']}, interleaved; run again on the folder twice over, the difference gives the rate "
              f"of the added images — what a large corpus sees — and the fixed cost of the command.", "",
@@ -163,7 +170,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="Results JSON to write.")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="Only the first N images.")
-    ap.add_argument("--readme", type=Path, help="Rewrite this README's <!-- batch:begin --> block.")
+    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=PAGE, metavar="PAGE",
+                    help=f"Rewrite this page's <!-- batch:begin --> block (no value: {PAGE}).")
     a = ap.parse_args(argv)
     import ray
     import torch
@@ -183,8 +191,8 @@ def main(argv=None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")
     print(markdown(res, str(a.out)))
-    if a.readme:
-        a.readme.write_text(replace_block(a.readme.read_text(), "batch", markdown(res, str(a.out))))
+    if a.page:
+        a.page.write_text(replace_block(a.page.read_text(), "batch", markdown(res, str(a.out), a.page.parent)))
     return 0
 
 

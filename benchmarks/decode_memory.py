@@ -1,4 +1,4 @@
-"""Peak decode memory against the bound the README states, on the worst cases.
+"""Peak decode memory against the bound docs/performance.md states, on the worst cases.
 
     python -m benchmarks.decode_memory --out benchmarks/results/decode-memory.json
 
@@ -47,11 +47,11 @@ def _photo(h: int, w: int) -> np.ndarray:
 
 def _craft(width: int, height: int, tile_units: int, sections: list[bytes]) -> bytes:
     from aecodec.codec import format as fmt
-    from aecodec.models import registry
+    from aecodec.models import zoo
 
     mid = b"mean-scale-vr-128"
     body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, fmt.Layout.RGB, 5000, width, height, tile_units,
-                        bytes.fromhex(registry.load()[2]), len(mid))
+                        bytes.fromhex(zoo.load()[2]), len(mid))
             + mid + struct.pack(f">{len(sections)}I", *map(len, sections)) + b"".join(sections))
     return body + struct.pack(">I", zlib.crc32(body))
 

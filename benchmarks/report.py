@@ -6,8 +6,10 @@
 README: the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is replaced by a
 table of aecodec at each benchmarked quality against JPEG at the same bpp (JPEG's PSNR
 interpolated in log-bpp along its measured curve), the BD-rate table, the plot, and the machine
-and date. Weights: ``<weights>.json`` beside the file records how they were made (from the
-checkpoint's training record) and their Kodak RD per quality.
+(the date stays in ``results.json``). The speed block (``<!-- speed:begin -->``) lives in
+``--speed-page`` (docs/performance.md) and is rewritten there from ``--speed``. Weights:
+``<weights>.json`` beside the file records how they were made (from the checkpoint's training
+record) and their Kodak RD per quality.
 """
 
 from __future__ import annotations
@@ -54,30 +56,32 @@ def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
         bd_lines.append(f"| {codecs.get(row['anchor'], {}).get('label', row['anchor'])} | {f(row.get('psnr'))} | "
                         f"{f(row.get('ms_ssim_db'))} |")
     m = r["machine"]
-    plot = os.path.relpath((results_path.parent / "rd.png").resolve(), readme_dir)
+    folder = results_path.parent
+    plot, bd_md, raw = (page_link(p, readme_dir) for p in (folder / "rd.png", folder / "bdrate.md", results_path))
     return "\n".join([
-        f"Measured {m['date'][:10]} on {m['cpu_model']} ({m['usable_cpus']} cores, no GPU), "
+        f"Measured on {m['cpu_model']} ({m['usable_cpus']} cores, no GPU), "
         f"torch {m['versions']['torch']}, Pillow {m['versions']['Pillow']} "
         f"(libjpeg-turbo {m['codec_libraries'].get('libjpeg_turbo')}, libwebp {m['codec_libraries'].get('webp')}, "
         f"libavif {m['codec_libraries'].get('avif')}), by `python -m benchmarks.rd --dataset "
-        f"../shared/datasets/kodak --out {results_path.parent}` ({r['wall_s'] / 60:.1f} min). "
+        f"path/to/kodak --out {results_path.parent}` ({r['wall_s'] / 60:.1f} min). "
         f"Mean over the {len(r['dataset']['images'])} images of `{r['dataset']['name']}`; bpp from the real "
         f"file bytes (container included).",
         "", *lines, "", *bd_lines, "",
-        f"Full BD-rate tables: [`{results_path.parent / 'bdrate.md'}`]({results_path.parent / 'bdrate.md'}); "
-        f"raw numbers: [`{results_path}`]({results_path}).", "",
+        f"Full BD-rate tables: [`{results_path.parent / 'bdrate.md'}`]({bd_md}); "
+        f"raw numbers: [`{results_path}`]({raw}).", "",
         f"![Rate-distortion on Kodak]({plot})",
     ])
 
 
-def speed_markdown(sp: dict, path: Path) -> str:
-    """The README's speed block from ``benchmarks/speed.py``'s results (older results lack the
-    whole-command timings, the minimums, the command and the steal share: those parts are left out)."""
+def speed_markdown(sp: dict, path: Path, page_dir: Path | None = None) -> str:
+    """The speed block (docs/performance.md) from ``benchmarks/speed.py``'s results, linking ``path``
+    relative to ``page_dir`` (the page's folder; None: as given). Older results lack the
+    whole-command timings, the minimums, the command and the steal share: those parts are left out."""
     m = sp["machine"]
     steal = f", {m['steal_percent']} % of the CPU time taken by the host (steal)" if "steal_percent" in m else ""
     command = sp.get("command", "python -m benchmarks.speed --rss-megapixels 50")
     lines = [f"**Speed** (`{command}`, {sp['date']}, {m['cpu']}, {m['threads']} threads, torch {m['torch']}, "
-             f"quality {sp['quality']:g}{steal}; [`{path}`]({path})).", ""]
+             f"quality {sp['quality']:g}{steal}; [`{path}`]({page_link(path, page_dir)})).", ""]
     if "commands" in sp:
         c = sp["commands"]
         lines += [f"Whole commands on {c['image']}, start-up included (the interpreter, imports, loading the "
@@ -105,11 +109,16 @@ def speed_markdown(sp: dict, path: Path) -> str:
     return "\n".join(lines)
 
 
+def page_link(path: Path | str, page_dir: Path | None) -> str:
+    """``path`` (relative to the working directory) as a link from a page in ``page_dir``."""
+    return str(path) if page_dir is None else os.path.relpath(Path(path).resolve(), Path(page_dir).resolve())
+
+
 def replace_block(text: str, name: str, block: str) -> str:
     new, n = re.subn(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)",
                      lambda m: m.group(1) + block + m.group(2), text, flags=re.S)
     if n != 1:
-        raise SystemExit(f"README has no <!-- {name}:begin --> … <!-- {name}:end --> block")
+        raise SystemExit(f"the page has no <!-- {name}:begin --> … <!-- {name}:end --> block")
     return new
 
 
@@ -152,13 +161,18 @@ def main(argv=None) -> int:
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--speed", type=Path, default=Path("benchmarks/results/speed.json"))
+    ap.add_argument("--speed-page", type=Path, default=Path("docs/performance.md"),
+                    help="the page whose speed block is rewritten from --speed")
     a = ap.parse_args(argv)
     r = json.loads(a.results.read_text())
     text = a.readme.read_text()
     text = replace_block(text, "results", results_markdown(r, a.results, a.readme.parent.resolve()))
-    if a.speed.is_file():
-        text = replace_block(text, "speed", speed_markdown(json.loads(a.speed.read_text()), a.speed))
     a.readme.write_text(text)
+    if a.speed.is_file():
+        page = a.speed_page.read_text()
+        a.speed_page.write_text(replace_block(page, "speed", speed_markdown(json.loads(a.speed.read_text()), a.speed,
+                                                                           a.speed_page.parent)))
+        print(f"updated {a.speed_page}")
     if a.weights:
         rec = weights_record(r, a.weights)
         a.weights.with_suffix(".json").write_text(json.dumps(rec, indent=1) + "\n")

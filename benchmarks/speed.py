@@ -1,6 +1,6 @@
 """Encode / decode speed of aecodec: whole commands (start-up included), the API, big photos.
 
-    python -m benchmarks.speed --rss-megapixels 50 --out benchmarks/results/speed.json --readme README.md
+    python -m benchmarks.speed --rss-megapixels 50 --out benchmarks/results/speed.json --page
 
 **Commands** (what a user waits for): ``aecodec encode`` / ``decode`` / ``info`` of kodim23 as
 whole processes — interpreter, imports, model load, coding, output file — next to a bare
@@ -15,9 +15,10 @@ records the peak resident memory of encode and of decode.
 
 The development machines are virtual: the share of CPU time the host took away while the
 benchmark ran ("steal", from /proc/stat) is recorded with the results — minimums are the numbers
-least disturbed by it. ``--readme`` rewrites the README's block between ``<!-- speed:begin -->``
-and ``<!-- speed:end -->`` from the results (:func:`benchmarks.report.speed_markdown`, which
-``benchmarks.report`` also uses when weights are landed).
+least disturbed by it. ``--page [PAGE]`` (default docs/performance.md; ``--readme`` is its old name)
+rewrites that page's block between ``<!-- speed:begin -->`` and ``<!-- speed:end -->`` from the
+results (:func:`benchmarks.report.speed_markdown`, which ``benchmarks.report`` also uses when weights
+are landed).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from PIL import Image
 
 import aecodec
 from aecodec.codec.images import image_files, load_rgb
+
+PAGE = Path("docs/performance.md")  # the page that shows the speed block
 
 
 def mosaic(kodak: Path, megapixels: float, seed: int = 0) -> np.ndarray:
@@ -168,11 +171,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cli-repeat", type=int, default=7, help="runs of each whole command (0: skip them)")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--readme", type=Path, help="rewrite this README's speed block from the results")
+    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=PAGE, metavar="PAGE",
+                    help=f"rewrite this page's speed block from the results (no value: {PAGE})")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    if a.readme and not a.out:
-        ap.error("--readme needs --out (the README links to the results file)")
+    if a.page and not a.out:
+        ap.error("--page needs --out (the page links to the results file)")
     steal0 = _steal()
     result = {"date": str(date.today()),
               "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])])}
@@ -199,10 +203,10 @@ def main(argv=None) -> int:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(result, indent=1))
-    if a.readme:  # the block links to the results file: benchmarks.report renders it (as on landing)
+    if a.page:  # the block links to the results file: benchmarks.report renders it (as on landing)
         from .report import replace_block, speed_markdown
 
-        a.readme.write_text(replace_block(a.readme.read_text(), "speed", speed_markdown(result, a.out)))
+        a.page.write_text(replace_block(a.page.read_text(), "speed", speed_markdown(result, a.out, a.page.parent)))
     return 0
 
 

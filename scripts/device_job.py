@@ -258,7 +258,7 @@ def preflight(job: Job, carry: Path, device_name: str) -> dict:
     import aecodec  # noqa: F401
     from aecodec.codec.images import image_files, load_rgb
     from aecodec.models.checkpoint import load_checkpoint
-    from aecodec.models.registry import DEFAULT_MODEL_ID, SHIPPED_DIR
+    from aecodec.models.zoo import DEFAULT_MODEL_ID, SHIPPED_DIR
     from aecodec.train import CropSampler, load_images, optimise, optimisers, set_bf16
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -625,7 +625,7 @@ def land(a) -> int:
     """Benchmark WEIGHTS on all of Kodak (with every codec, as the README shows them) and ship them
     only if their BD-rate against JPEG 4:2:0 beats the shipped weights' by at least --min-gain points."""
     from aecodec.models.checkpoint import load_checkpoint
-    from aecodec.models.registry import DEFAULT_MODEL_ID, SHIPPED_DIR
+    from aecodec.models.zoo import DEFAULT_MODEL_ID, SHIPPED_DIR
     from aecodec.train import export
 
     shipped = SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt"

@@ -33,6 +33,7 @@ from collections import Counter
 
 import aecodec
 from aecodec.codec import format as fmt
+from aecodec.codec import geometry
 
 MAX_PIXELS = 1 << 16  # the fuzzer's decompression-bomb cap: keeps every accepted case small
 
@@ -80,7 +81,7 @@ def _bomb(c: fmt.Container, rng: random.Random) -> bytes:
     w = rng.choice([rng.randrange(1, 1 << 14), 4096, 16384, 65535, 1 << 24])
     h = max(1, min(1 << 24, rng.randrange(1, 1 << 14) if w < (1 << 14) else rng.randrange(1, 64)))
     units = rng.choice([1, 16, 32, 32, 33, 64, 256, 1024, 65535])
-    rows, cols = fmt.tile_grid(w, h, min(64 * units, fmt.MAX_TILE))
+    rows, cols = geometry.tile_grid(w, h, min(64 * units, fmt.MAX_TILE))
     n = min(2 * rows * cols, 4096) + (1 if c.layout in fmt.Layout.WITH_ALPHA else 0)
     style = rng.choice(["empty", "short", "junk"])  # junk: rANS-shaped, so it reaches the entropy decoder
     sections = [b"" if style == "empty" else bytes(4) if style == "short" else _rans_like(rng, 64)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +85,9 @@ def encoded(local_ray, tmp_path_factory):
     """The corpus encoded once at quality 40 by ``aecodec batch encode`` (the CliRunner result too)."""
     root = tmp_path_factory.mktemp("batch")
     src = _corpus(root)
+    t = time.perf_counter()
     result = runner.invoke(app, ["batch", "encode", str(src), str(root / "out"), "-q", "40"])
+    result.wall_s = time.perf_counter() - t  # the rows' times lie within it
     return src, root / "out", result
 
 
@@ -92,6 +96,7 @@ def encoded(local_ray, tmp_path_factory):
 def test_batch_encode_writes_what_aecodec_encode_writes_and_reports_the_bad_input(encoded):
     src, out, result = encoded
     _failed(result, "aecodec: error: ", "broken.png", "5 images", "4 encoded, 1 failed")
+    weights_mib = (Path(aecodec.__file__).parent / "models" / "weights" / "mean-scale-vr-128.pt").stat().st_size / 2**20
     for name in GOOD:
         assert (out / name).with_suffix(".aec").read_bytes() == aecodec.encode(src / name, quality=40), name
     rows = _rows(out / "manifest.jsonl")
@@ -102,7 +107,9 @@ def test_batch_encode_writes_what_aecodec_encode_writes_and_reports_the_bad_inpu
         data = (out / name).with_suffix(".aec").read_bytes()
         assert r["status"] == "done" and r["error"] is None and r["output"] == str((out / name).with_suffix(".aec"))
         assert r["bytes"] == len(data) and r["bpp"] == pytest.approx(8 * len(data) / (r["width"] * r["height"]))
-        assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["worker"]
+        assert 0 < r["seconds"] < result.wall_s and re.fullmatch(r".+:\d+", r["worker"])  # host:pid
+        # MiB: at least the model's weights file the worker loaded, at most the machine's memory
+        assert weights_mib <= r["peak_rss_mb"] <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     leftovers = [p.name for p in out.rglob("*") if p.is_file() and p.suffix not in (".aec", ".jsonl")]
     assert leftovers == []  # no temp files, no .partial manifest, nothing for the corrupt input
     assert not (out / ".aecodec-attempts").exists()

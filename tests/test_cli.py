@@ -125,9 +125,9 @@ def test_encode_to_a_target_size_or_bpp(photo, tmp_path):
                                         ("64KiB", 65_536), ("2 MiB", 2_097_152), ("0.5kb", 500),
                                         ("0", None), ("-5k", None), ("12q", None), ("k", None)])
 def test_target_size_accepts_bytes_with_decimal_or_binary_units(text, size):
-    from aecodec.cli import _parse_size
+    from aecodec.cli.output import parse_size
 
-    assert _parse_size(text) == size
+    assert parse_size(text) == size
 
 
 def test_bad_or_unreachable_targets_are_one_line_errors(photo, tmp_path):

@@ -14,7 +14,7 @@ from aecodec.codec import format as fmt
 from aecodec.errors import CodecError
 from aecodec.codec.images import prepare_image
 from aecodec.metrics import psnr
-from aecodec.models import registry
+from aecodec.models import zoo
 
 from .conftest import smooth_image
 
@@ -106,9 +106,9 @@ def test_quality_out_of_range_is_refused(rgb_image, q):
 
 
 def test_file_names_its_model_by_id_and_weights_hash(rgb_image):
-    _, model_id, digest = registry.load()
+    _, model_id, digest = zoo.load()
     c = fmt.unpack(aecodec.encode(rgb_image))
-    assert c.model_id == model_id == registry.DEFAULT_MODEL_ID
+    assert c.model_id == model_id == zoo.DEFAULT_MODEL_ID
     assert c.weights_hash == digest[:16]
 
 
@@ -207,7 +207,7 @@ def test_real_bits_match_the_likelihood_estimate(kodak, quality):
     """The file size (rANS + container) is within 5 % of -log2 of the model's likelihoods."""
     img = Image.open(kodak / "kodim23.png").convert("RGB")
     data = aecodec.encode(img, quality=quality)
-    net, _, _ = registry.load()
+    net, _, _ = zoo.load()
     x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None].float() / 255
     level = aecodec.codec.api.quality_to_level(quality, net.config.num_levels)
     with torch.no_grad():

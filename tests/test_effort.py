@@ -16,7 +16,7 @@ from PIL import Image
 import aecodec
 from aecodec.codec import api, ratesearch, refine
 from aecodec.codec.format import unpack
-from aecodec.codec.tiles import quality_to_level
+from aecodec.codec.pipeline import quality_to_level
 
 from .conftest import smooth_image
 
@@ -145,7 +145,7 @@ def test_pillow_plugin_saves_with_effort(photo):
 def test_the_searchs_gdn_has_the_models_values_and_exact_gradient(inverse):
     import torch
 
-    from aecodec.models.hyperprior import GDN
+    from aecodec.models.layers import GDN, gdn_function
 
     torch.manual_seed(0)
     gdn = GDN(8, inverse=inverse).double()
@@ -156,9 +156,9 @@ def test_the_searchs_gdn_has_the_models_values_and_exact_gradient(inverse):
     beta = gdn.beta_reparam(gdn.beta).detach()
     x = torch.randn(2, 8, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        assert torch.allclose(refine._gdn()(x, gamma, beta, inverse), gdn(x))
+        assert torch.allclose(gdn_function()(x, gamma, beta, inverse), gdn(x))
     # the hand-written backward against finite differences
-    assert torch.autograd.gradcheck(lambda v: refine._gdn()(v, gamma, beta, inverse), (x.requires_grad_(True),))
+    assert torch.autograd.gradcheck(lambda v: gdn_function()(v, gamma, beta, inverse), (x.requires_grad_(True),))
 
 
 def test_the_searchs_synthesis_is_the_models_g_s_values_and_gradients():
@@ -166,7 +166,7 @@ def test_the_searchs_synthesis_is_the_models_g_s_values_and_gradients():
 
     net, _, _ = api.load_model()
     y = (3 * torch.randn(1, net.config.M, 4, 6, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
-    ours, theirs = refine._Synthesis(net)(y), net.synthesis(y)
+    ours, theirs = net.search_synthesis()(y), net.synthesis(y)
     assert ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
     weights = torch.rand_like(theirs)
     (g_ours,), (g_theirs,) = (torch.autograd.grad((out * weights).sum(), [y]) for out in (ours, theirs))

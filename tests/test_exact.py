@@ -9,16 +9,17 @@ import pytest
 import torch
 
 from aecodec.codec.images import prepare_image
-from aecodec.codec.tiles import padded, quality_to_level
-from aecodec.models import registry
-from aecodec.models.exact import FixedPoint, check_bounds
+from aecodec.codec.geometry import padded
+from aecodec.codec.pipeline import quality_to_level
+from aecodec.models import zoo
+from aecodec.models.fixed_point import FixedPoint, check_bounds
 
 from .conftest import smooth_image
 
 
 @pytest.fixture(scope="module")
 def net():
-    return registry.load()[0]
+    return zoo.load()[0]
 
 
 def _z_hat(net, rgb: np.ndarray, quality: float = 60) -> torch.Tensor:
@@ -174,8 +175,8 @@ def test_latents_and_pixels_do_not_depend_on_the_thread_count(images):
 
 
 def test_thread_invariant_gdn_computes_compressais_gdn():
-    from aecodec._torch import compressai
-    from aecodec.models.hyperprior import GDN
+    from aecodec._compressai import compressai
+    from aecodec.models.layers import GDN
     x = torch.randn(2, 16, 9, 7)
     for inverse in (False, True):
         ref = compressai().layers.GDN(16, inverse=inverse)
@@ -189,7 +190,7 @@ def test_thread_invariant_gdn_computes_compressais_gdn():
 def test_channels_last_synthesis_gives_the_same_bits_as_the_planar_one(net, images):
     """The decoder runs g_s on channels-last tensors for speed (MeanScaleHyperprior.synthesize);
     every decoded value must be the one the planar g_s gives, with 1 and 2 threads."""
-    from aecodec.codec.tiles import pad_to_stride
+    from aecodec.codec.geometry import pad_to_stride
 
     old = torch.get_num_threads()
     try:
@@ -212,7 +213,7 @@ def test_channels_last_synthesis_gives_the_same_bits_as_the_planar_one(net, imag
 
 @pytest.mark.parametrize("inverse", [False, True])
 def test_gdn_on_channels_last_input_computes_the_same_function(inverse):
-    from aecodec.models.hyperprior import GDN
+    from aecodec.models.layers import GDN
     torch.manual_seed(0)
     gdn = GDN(16, inverse=inverse)
     with torch.no_grad():
@@ -234,7 +235,7 @@ def test_entropy_coding_gives_compressais_strings_and_values(net):
     """aecodec's compress/decompress (cached tables, numpy conversion) against CompressAI's own
     EntropyModel methods on the same model: the same strings, the same decoded values; and the
     cached tables follow a change of the tables (update at export)."""
-    from aecodec._torch import compressai
+    from aecodec._compressai import compressai
 
     base = compressai().entropy_models.EntropyModel
     gc, eb = net.gaussian_conditional, net.entropy_bottleneck

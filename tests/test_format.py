@@ -11,6 +11,7 @@ import zlib
 import pytest
 
 from aecodec.codec import format as fmt
+from aecodec.codec import geometry
 from aecodec.codec.format import Container, FormatError, Layout
 
 
@@ -39,7 +40,7 @@ def test_round_trip_with_a_grid_of_tiles():
     tiles = tuple((bytes([i]) * (8 + 4 * i), bytes([100 + i]) * (8 + 8 * i)) for i in range(6))  # 3 columns × 2 rows
     c = make(width=130, height=70, tile=64, tiles=tiles)
     assert fmt.unpack(fmt.pack(c)) == c
-    assert fmt.tile_grid(130, 70, 64) == (2, 3)
+    assert geometry.tile_grid(130, 70, 64) == (2, 3)
 
 
 def test_layout_follows_the_byte_table():
@@ -112,8 +113,8 @@ def test_decode_rejects_unknown_format_version(version):
 
 def test_a_folded_image_is_a_version_2_file_and_round_trips():
     """Version 2 = version 1 + a strips field after the model id; only folded images use it."""
-    assert fmt.coded_size(20000, 1, 16) == (1250, 16 * 4 + 15 * 4)  # 16 strips of 1250: line ×4, guards
-    assert fmt.tile_grid(1250, 124, 1024) == (1, 2)
+    assert geometry.coded_size(20000, 1, 16) == (1250, 16 * 4 + 15 * 4)  # 16 strips of 1250: line ×4, guards
+    assert geometry.tile_grid(1250, 124, 1024) == (1, 2)
     c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
     data = fmt.pack(c)
     assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16

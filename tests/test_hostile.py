@@ -14,8 +14,8 @@ import torch
 
 import aecodec
 from aecodec.codec import format as fmt
-from aecodec.codec import tiles
-from aecodec.models import exact, registry
+from aecodec.codec import geometry, pipeline
+from aecodec.models import fixed_point, zoo
 
 from .conftest import smooth_image
 from .fuzz_decoder import craft
@@ -23,7 +23,7 @@ from .fuzz_decoder import craft
 
 def _craft(width: int, height: int, tile_units: int, sections: list[bytes]) -> bytes:
     """A file written byte by byte, as an attacker would: any header, any sections, a valid CRC."""
-    return craft(width, height, tile_units, sections, weights_hash=registry.load()[2])
+    return craft(width, height, tile_units, sections, weights_hash=zoo.load()[2])
 
 
 # --- memory set by the header -------------------------------------------------------------------
@@ -67,7 +67,7 @@ def test_decode_works_in_pieces_bounded_by_the_decoder_not_by_the_files_tile(mon
     img = smooth_image(300, 1100, seed=3)
     data = aecodec.encode(img, quality=40, tile=2048)
     assert fmt.unpack(data).tile == 2048 and len(fmt.unpack(data).tiles) == 1
-    net = registry.load()[0]
+    net = zoo.load()[0]
     synth_windows, hs_inputs = [], []
     real_synth, real_run = type(net).synthesize, type(net.h_s)._run
 
@@ -84,15 +84,15 @@ def test_decode_works_in_pieces_bounded_by_the_decoder_not_by_the_files_tile(mon
     out = np.asarray(aecodec.decode(data))
     ls = net.config.stride // 4
     assert len(synth_windows) == 2  # 1100 px wide: two pieces of at most 1024
-    assert max(max(w) for w in synth_windows) <= (tiles.SYNTH_PIECE + 2 * tiles.MARGIN) // ls
+    assert max(max(w) for w in synth_windows) <= (pipeline.SYNTH_PIECE + 2 * geometry.MARGIN) // ls
     # the same pixels as a file with 1024-pixel tiles would give (same quality, seamless)
     assert 10 * np.log10(255**2 / ((out.astype(float) - img) ** 2).mean()) > 25
     # h_s: the hyper-latent is 5 × 18 positions; with PIECE 16 that is two pieces
-    assert max(max(s) for s in hs_inputs) <= exact.PIECE + 2 * exact.HALO
+    assert max(max(s) for s in hs_inputs) <= fixed_point.PIECE + 2 * fixed_point.HALO
 
 
 def test_the_exact_path_in_pieces_equals_one_pass_bit_for_bit():
-    net = registry.load()[0]
+    net = zoo.load()[0]
     gen = torch.Generator().manual_seed(1)
     for h, w in ((5, 7), (37, 9), (16, 16), (1, 1)):
         z_hat = net.exact_hyper_input(torch.randn(1, net.config.N, h, w, generator=gen) * 3)
@@ -154,7 +154,7 @@ def test_thin_images_are_coded_folded_in_proportion_to_their_pixels(h, w):
     data = aecodec.encode(img, quality=75)
     c = fmt.unpack(data)
     cw, ch = c.coded_size
-    hp, wp = tiles.padded(ch, cw)
+    hp, wp = geometry.padded(ch, cw)
     assert c.strips > 1 and c.version == 2
     assert hp * wp <= 9 * h * w + 2 * 64 * 64, (c.strips, c.coded_size)
     assert 8 * len(data) / (h * w) < 24
@@ -172,12 +172,12 @@ def test_ordinary_images_stay_version_1_files():
 @pytest.mark.parametrize("h,w", [(1, 300), (2, 5000), (3, 500), (500, 3), (7, 129), (17, 10000), (100000, 1)])
 def test_fold_and_unfold_are_inverse(h, w):
     rng = np.random.default_rng(h * w)
-    strips = tiles.strips_for(w, h)
+    strips = geometry.strips_for(w, h)
     for shape in ((h, w, 3), (h, w)):
         a = rng.integers(0, 256, shape, dtype=np.uint8)
-        folded = tiles.fold(a, strips)
-        assert folded.shape[:2][::-1] == fmt.coded_size(w, h, strips)
-        assert np.array_equal(tiles.unfold(folded, w, h, strips), a)
+        folded = geometry.fold(a, strips)
+        assert folded.shape[:2][::-1] == geometry.coded_size(w, h, strips)
+        assert np.array_equal(geometry.unfold(folded, w, h, strips), a)
 
 
 def test_a_thin_image_with_alpha_keeps_its_alpha_exactly():
@@ -222,8 +222,8 @@ def test_a_checkpoint_whose_fixed_point_grid_is_not_exact_is_refused(tmp_path):
     from aecodec.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from aecodec.models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 
-    cfg = HyperpriorConfig(N=8, M=12, fixed_point=exact.FixedPoint(w_bits=30, a_bits=20))
-    assert exact.check_bounds(cfg.N, cfg.M, cfg.fixed_point) >= 53
+    cfg = HyperpriorConfig(N=8, M=12, fixed_point=fixed_point.FixedPoint(w_bits=30, a_bits=20))
+    assert fixed_point.check_bounds(cfg.N, cfg.M, cfg.fixed_point) >= 53
     path = tmp_path / "wide-grid.pt"
     save_checkpoint(path, MeanScaleHyperprior(cfg), model_id="wide-grid")
     with pytest.raises(CheckpointError, match="2\\*\\*53"):

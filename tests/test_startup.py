@@ -46,9 +46,9 @@ def test_info_and_version_do_not_import_torch(tmp_path):
 
 def test_scipy_stats_stand_in_is_the_real_module_on_first_use():
     """CompressAI's entropy models import scipy.stats at the top for norm.ppf at export; aecodec
-    defers it (aecodec/_torch.py). Used — also through a reference taken before — it is the real one."""
+    defers it (aecodec/_compressai.py). Used — also through a reference taken before — it is the real one."""
     code = ("import sys\n"
-            "import aecodec._torch as t\n"
+            "import aecodec._compressai as t\n"
             "t.compressai()\n"
             "assert 'scipy.stats._stats_py' not in sys.modules\n"
             "import scipy.stats as early\n"

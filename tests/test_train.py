@@ -49,8 +49,6 @@ def test_training_resumes_where_it_stopped(data_dir, tmp_path):
     assert any("starting at step 3" in l for l in logs)
     steps_logged = [int(l.split()[1]) for l in logs if l.startswith("step ")]
     assert steps_logged == [1, 2, 3, 4, 5]
-    losses = [float(l.split()[3]) for l in logs if l.startswith("step ")]
-    assert all(np.isfinite(losses))
     assert [c["to_step"] for c in state["training"]["chunks"]] == [3, 5]
 
 
@@ -113,7 +111,7 @@ def test_export_stores_convolutions_in_float16_and_gdn_and_entropy_models_in_flo
     with torch.no_grad():
         a = f_model.synthesize(torch.round(f_model.analyze(x, 3.0)), 3.0)
         b = m_model.synthesize(torch.round(m_model.analyze(x, 3.0)), 3.0)
-    assert torch.isfinite(b).all() and (a - b).abs().max() < 2e-2
+    assert (a - b).abs().max() < 2e-2  # (a NaN fails this too)
     img = smooth_image(48, 40)
     out = np.asarray(aecodec.decode(aecodec.encode(img, quality=60, model=mixed), model=mixed))
     assert out.shape == img.shape
@@ -196,9 +194,10 @@ def test_bf16_runs_the_transforms_in_bf16_and_the_entropy_path_in_fp32():
     for name in ("g_a.0", "g_a.6", "h_a.0", "h_a.4", "g_s.0", "g_s.6", "h_s", "entropy_bottleneck",
                  "gaussian_conditional"):
         model.get_submodule(name).register_forward_hook(record(name))
-    r = rd_loss(model, torch.rand(2, 3, 64, 64), torch.tensor([0, 7]), "mse")
+    x, levels = torch.rand(2, 3, 64, 64), torch.tensor([0, 7])
+    torch.manual_seed(0)  # the same training noise for both losses
+    r = rd_loss(model, x, levels, "mse")
     r["loss"].backward()
-    assert torch.isfinite(r["loss"])
     bf16, fp32 = torch.bfloat16, torch.float32
     assert seen["g_a.0"][1] == seen["g_s.0"][1] == seen["h_a.0"][1] == bf16  # autocast inside
     assert seen["g_a.6"] == seen["h_a.4"] == seen["g_s.6"] == (fp32, fp32)  # the last layers
@@ -206,12 +205,16 @@ def test_bf16_runs_the_transforms_in_bf16_and_the_entropy_path_in_fp32():
     assert set(model.state_dict()) == keys
     set_bf16(model, False)
     assert model(torch.rand(1, 3, 64, 64), torch.tensor([1.0]))["x_hat"].dtype == fp32
+    torch.manual_seed(0)
+    assert r["loss"].item() == pytest.approx(rd_loss(model, x, levels, "mse")["loss"].item(), rel=1e-3)
 
 
 def test_amp_and_channels_last_train_on_cpu(data_dir, tmp_path):
     ckpt, logs = tmp_path / "amp.pt", []
     train(opts(data_dir, ckpt, steps=2, amp="bf16", channels_last=True, data_on_device=True), log=logs.append)
-    assert all(np.isfinite(_logged(logs, "loss")))
+    fp32_logs = []
+    train(opts(data_dir, tmp_path / "fp32.pt", steps=2, channels_last=True, data_on_device=True), log=fp32_logs.append)
+    assert _logged(logs, "loss") == pytest.approx(_logged(fp32_logs, "loss"), rel=1e-3)  # measured: 1.3e-5
     model, state = load_checkpoint(ckpt)
     assert state["step"] == 2 and state["training"]["chunks"][-1]["amp"] == "bf16"
     assert all(v.dtype != torch.bfloat16 for v in state["state_dict"].values())
@@ -290,7 +293,10 @@ def test_ms_ssim_trains_at_crop_192_and_refuses_small_crops(data_dir, tmp_path):
     logs = []
     train(opts(data_dir, tmp_path / "ms.pt", steps=1, batch_size=1, crop=192, distortion="ms-ssim"),
           log=logs.append)
-    assert np.isfinite(_logged(logs, "loss")[0])
+    mse_logs = []
+    train(opts(data_dir, tmp_path / "mse.pt", steps=1, batch_size=1, crop=192), log=mse_logs.append)
+    assert _logged(logs, "loss")[0] != pytest.approx(_logged(mse_logs, "loss")[0], rel=0.1)  # same crop, other D
+    assert load_checkpoint(tmp_path / "ms.pt")[1]["training"]["chunks"][-1]["distortion"] == "ms-ssim"
     r = CliRunner().invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "x.pt"), "--crop", "128",
                                  "--distortion", "ms-ssim", "--device", "cpu"])
     assert r.exit_code == 2 and "needs --crop of at least 161" in r.output

@@ -104,8 +104,9 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.connected` (address, workers,
     cpus_per_worker, gpus_per_worker). ``on_start(n, pool)`` is called once the pool is planned,
     ``on_row(row)`` per finished item. A job that cannot start (no Ray, no cluster at the address,
-    a pool larger than the cluster, a missing ``src``) raises
-    :class:`~aecodec.codec.errors.CodecError` before any folder or file is made."""
+    a pool larger than the cluster, a missing ``src``) raises a
+    :class:`~aecodec.errors.CodecError` (:class:`~aecodec.errors.BatchError` for the engine's
+    reasons) before any folder or file is made."""
     from . import engine as ray_engine
 
     start = time.perf_counter()

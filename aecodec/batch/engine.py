@@ -62,9 +62,9 @@ def plan_pool(resources: dict, node_cpus: Iterable[float], workers: int | None, 
               gpus_per_worker: float | None) -> Pool:
     """The pool for a cluster's ``resources`` (``ray.cluster_resources()``; ``node_cpus``: each
     node's CPUs). Defaults: on GPUs when the cluster has any (one per worker, one worker per GPU),
-    else one single-threaded worker per CPU core — on the 2-core machines two workers of one thread
-    coded Kodak-sized images 1.5× (encode) and 1.2× (decode) as fast as one worker of two threads
-    (benchmarks/batch.py). ``workers`` alone shares the cores out among them."""
+    else one single-threaded worker per CPU core, since single-threaded workers side by side code
+    images faster than fewer workers with several threads each (benchmarks/batch.py measures it).
+    ``workers`` alone shares the cores out among them."""
     cpus, gpus = int(resources.get("CPU", 0)), float(resources.get("GPU", 0))
     largest = int(max(node_cpus, default=cpus))
     if workers is not None and workers < 1 or cpus_per_worker is not None and cpus_per_worker < 1:

@@ -2,7 +2,7 @@
 
 ``encode(image, quality) -> bytes`` and ``decode(bytes) -> PIL.Image`` are the whole codec.
 This module checks the options and wires the layers together: pixels from
-:mod:`~aecodec.codec.images`, the tile pipeline of :mod:`~aecodec.codec.tiles`, rate control from
+:mod:`~aecodec.codec.images`, the tile pipeline of :mod:`~aecodec.codec.pipeline`, rate control from
 :mod:`~aecodec.codec.ratesearch`, the container of :mod:`~aecodec.codec.format`. Atomic file
 handling is :mod:`~aecodec.codec.files`.
 """
@@ -19,27 +19,17 @@ import numpy as np
 from PIL import Image
 
 from . import format as fmt
+from ..device import pick_device
 from ..errors import CodecError
 from .format import Container, FormatError, Layout
 from .images import ImageLike, png_plane, prepare_image, to_image
 from .ratesearch import encode_within
 from .refine import DEFAULT_EFFORT, ITERATIONS, Z_ITERATIONS, check_effort, refine_tiles
-from .tiles import (
-    DEFAULT_TILE,
-    analyze_tiles,
-    check_tile,
-    gained,
-    fold,
-    latents,
-    pack_latents,
-    quality_to_level,
-    strips_for,
-    synthesize,
-    unfold,
-)
+from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
+from .pipeline import analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesize_image
 
 __all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_latents", "load_model",
-           "check_quality", "check_target", "check_effort", "pick_device", "CodecError", "DEFAULT_QUALITY",
+           "check_quality", "check_target", "check_effort", "CodecError", "DEFAULT_QUALITY",
            "DEFAULT_EFFORT", "quality_to_level"]
 
 DEFAULT_QUALITY = 75.0
@@ -75,28 +65,15 @@ def check_target(target_size=None, target_bpp=None) -> Callable[[int, int], int]
     return None
 
 
-def pick_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; checks the others."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CodecError("--device cuda requested but no CUDA GPU is available")
-    return device
-
-
 def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", container: Container | None = None):
     """``(net, model_id, weights_hash)``: the model ``model`` (id or checkpoint path; default: the
     shipped one), or the one a parsed ``container`` names (id and weights hash)."""
-    from ..models import registry
+    from ..models import zoo
 
     if container is not None:
-        return registry.load(model if model is not None else container.model_id, device=pick_device(device),
+        return zoo.load(model if model is not None else container.model_id, device=pick_device(device),
                              weights_hash=container.weights_hash)
-    return registry.load(model, device=pick_device(device))
+    return zoo.load(model, device=pick_device(device))
 
 
 # ----------------------------------------------------------------------------- encode
@@ -144,11 +121,11 @@ def encode_with(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha: n
     rgb = fold(rgb, strips)
     analyses = analyze_tiles(net, rgb, tile)
     if effort == 1:
-        coded = gained(net, analyses, quality)
+        coded = gain_tiles(net, analyses, quality)
     else:
         coded = refine_tiles(net, rgb, list(analyses), quality_to_level(quality, net.config.num_levels), tile,
                              effort, gray=layout in Layout.GRAYS, on_iteration=on_iteration)
-    return pack_latents(net, model_id, weights_hash, w, h, layout, quality, tile, coded, png_plane(alpha), strips)
+    return pack_tiles(net, model_id, weights_hash, w, h, layout, quality, tile, coded, png_plane(alpha), strips)
 
 
 @contextlib.contextmanager
@@ -159,7 +136,7 @@ def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool,
         return
     from tqdm import tqdm
 
-    rows, cols = fmt.tile_grid(*fmt.coded_size(width, height, strips_for(width, height)), tile)
+    rows, cols = tile_grid(*coded_size(width, height, strips_for(width, height)), tile)
     total = (Z_ITERATIONS[effort] + ITERATIONS[effort]) * rows * cols
     with tqdm(total=None if search else total, desc=f"effort {effort}", unit="it", leave=False,
               disable=None) as bar:
@@ -178,16 +155,16 @@ def decode_with(net, c: Container, *, on_tile: Callable[[tuple, dict], None] | N
     """Decode a parsed container with a model already in memory (see :func:`encode_with`).
 
     ``on_tile(rect, latents)`` sees each tile's entropy-decoded latents on the way
-    (:func:`~aecodec.codec.tiles.decode_tiles`) — what inspection measures, without a second decode."""
-    y_hat = latents(net, c, on_tile)
+    (:func:`~aecodec.codec.pipeline.decode_tiles`) — what inspection measures, without a second decode."""
+    y_hat = decode_y_hat(net, c, on_tile)
     alpha = _decode_alpha(c.alpha, c.width, c.height) if c.layout in Layout.WITH_ALPHA else None
-    return to_image(unfold(synthesize(net, c, y_hat), c.width, c.height, c.strips), alpha, c.layout)
+    return to_image(unfold(synthesize_image(net, c, y_hat), c.width, c.height, c.strips), alpha, c.layout)
 
 
 def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike | None = None):
     """The entropy-decoded latents ŷ ``(1, M, H/16, W/16)`` (padded) — bit-identical on every device."""
     c = fmt.unpack(bytes(data))
-    return latents(load_model(model, device=device, container=c)[0], c)
+    return decode_y_hat(load_model(model, device=device, container=c)[0], c)
 
 
 def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
@@ -212,7 +189,7 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
 def info(data: bytes) -> dict:
     """Header fields of an .aec file (validated; the payload is not decoded)."""
     c = fmt.unpack(bytes(data))
-    rows, cols = fmt.tile_grid(*c.coded_size, c.tile)
+    rows, cols = tile_grid(*c.coded_size, c.tile)
     return {"format_version": c.version, "strips": c.strips, "model_id": c.model_id, "weights_hash": c.weights_hash,
             "width": c.width, "height": c.height, "layout": Layout.NAMES[c.layout], "quality": c.quality,
             "bytes": len(data), "bpp": 8 * len(data) / (c.width * c.height),

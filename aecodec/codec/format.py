@@ -65,18 +65,14 @@ import zlib
 from dataclasses import dataclass
 
 from ..errors import FormatError
+from .geometry import MAX_SIDE, MAX_TILE, TILE_UNIT, coded_size, tile_grid, valid_fold
 
-__all__ = [
-    "MAGIC", "VERSION", "Layout", "Container", "FormatError", "pack", "unpack",
-    "DEFAULT_MAX_PIXELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE", "GUARD", "tile_grid", "coded_size", "strip_repeat",
-]
+__all__ = ["MAGIC", "VERSION", "READS", "Layout", "Container", "FormatError", "pack", "unpack", "DEFAULT_MAX_PIXELS",
+           "MAX_SIDE", "TILE_UNIT", "MAX_TILE"]
 
 MAGIC = b"\x89AEC"
 VERSION = 2  # the newest version this module reads and writes
 READS = (1, 2)
-MAX_SIDE = 1 << 24
-TILE_UNIT = 64
-MAX_TILE = 32 * TILE_UNIT  # 2048
 MIN_RANS = 8  # bytes of the shortest rANS string: the coder's 64-bit final state
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; configurable per call (decompression-bomb cap)
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
@@ -92,30 +88,6 @@ class Layout:
     PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # the Pillow mode each layout decodes to
     WITH_ALPHA = {2, 4}
     GRAYS = {1, 2}
-
-
-def tile_grid(width: int, height: int, tile: int) -> tuple[int, int]:
-    """(rows, columns) of tiles of side ``tile`` covering a width × height image."""
-    return -(-height // tile), -(-width // tile)
-
-
-MIN_STRIP = 4  # a folded strip's short side in pixels, at least: thinner images repeat each line
-GUARD = 4  # lines between two folded strips (the encoder's choice of content; the decoder skips them)
-
-
-def strip_repeat(short: int) -> int:
-    """How many times a folded image repeats each line across its short side (see the module docstring)."""
-    return -(-MIN_STRIP // short)
-
-
-def coded_size(width: int, height: int, strips: int = 1) -> tuple[int, int]:
-    """(width, height) an image is coded at: itself, or folded into ``strips`` strips along its
-    long side (see the module docstring)."""
-    if strips == 1:
-        return width, height
-    short, long = min(width, height), max(width, height)
-    across = strips * strip_repeat(short) * short + (strips - 1) * GUARD
-    return (-(-long // strips), across) if width >= height else (across, -(-long // strips))
 
 
 @dataclass(frozen=True)
@@ -157,8 +129,7 @@ def _check_fields(width: int, height: int, layout: int, quality_x100: int, model
 
 
 def _check_strips(width: int, height: int, strips: int, max_pixels: int) -> None:
-    long = max(width, height)
-    if not 2 <= strips <= long or -(-long // strips) * (strips - 1) >= long:
+    if not valid_fold(width, height, strips):
         raise FormatError(f"invalid fold of a {width}×{height} image into {strips} strips")
     w, h = coded_size(width, height, strips)
     if max(w, h) > MAX_SIDE or w * h > max_pixels:

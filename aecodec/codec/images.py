@@ -60,8 +60,8 @@ _ARRAY_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # channels of a uint8 arr
 _CONVERT = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB",
             "LAB": "RGB", "HSV": "RGB"}  # the table's plain conversions; P is converted by its palette
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
-# Measured cost of aecodec.encode (effort 1, default tiles) of 2/4/8/16 MP RGB PNGs on 2 CPU cores:
-# peak RSS 1.02/1.20/1.37/1.66 GiB, 9.5/18.7/36.6/75.6 s — about 1 GiB + 40 MiB, and 5 s, per megapixel.
+# What the warning for a very large image quotes: the encoder's measured memory and time per
+# megapixel (the measurements: docs/performance.md).
 _COST = "measured at effort 1: about 1 GiB + 40 MiB per megapixel, and 5 s per megapixel on 2 CPU cores"
 
 

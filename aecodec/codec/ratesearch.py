@@ -11,7 +11,8 @@ from ..errors import CodecError
 from .format import Layout
 from .images import png_plane
 from .refine import refine_tiles
-from .tiles import DEFAULT_TILE, analyze_tiles, fold, gained, pack_latents, quality_to_level, strips_for
+from .geometry import DEFAULT_TILE, fold, strips_for
+from .pipeline import analyze_tiles, gain_tiles, pack_tiles, quality_to_level
 
 __all__ = ["QUALITY_STEP", "REFINED_TRIALS", "encode_within"]
 
@@ -43,12 +44,12 @@ def encode_within(net, model_id: str, weights_hash: str, rgb: np.ndarray, alpha:
     alpha_png = png_plane(alpha)
 
     def plain(q: float) -> bytes:
-        return pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, gained(net, latents, q), alpha_png, strips)
+        return pack_tiles(net, model_id, weights_hash, w, h, layout, q, tile, gain_tiles(net, latents, q), alpha_png, strips)
 
     def refined(q: float) -> bytes:
         coded = refine_tiles(net, rgb, latents, quality_to_level(q, net.config.num_levels), tile, effort,
                              gray=layout in Layout.GRAYS, on_iteration=on_iteration)
-        return pack_latents(net, model_id, weights_hash, w, h, layout, q, tile, coded, alpha_png, strips)
+        return pack_tiles(net, model_id, weights_hash, w, h, layout, q, tile, coded, alpha_png, strips)
 
     found = _search(plain, max_bytes)
     if found is None and effort > 1 and len(small := refined(0.0)) <= max_bytes:

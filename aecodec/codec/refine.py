@@ -13,20 +13,21 @@ quantised and coded by the normal coder: an ordinary ``.aec`` file that every de
 λ is the trained λ of the quality's gain level, interpolated log-linearly between levels as the
 gains are. D is the MSE of the pixels the decoder will output — real pixels only (not the
 stride padding), luma for gray images. A tile is refined in its context: the pixels within
-:data:`~aecodec.codec.tiles.MARGIN` around it are synthesised from the latents around them
+:data:`~aecodec.codec.geometry.MARGIN` around it are synthesised from the latents around them
 (tiles already refined, the others' analysis), so tiles meet without seams.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable, Iterator
 
 import numpy as np
 
 from ..errors import CodecError
-from .tiles import MARGIN, pad_to_stride, pixels, tile_rects
+from .geometry import MARGIN, pad_to_stride, tile_rects
+from .pipeline import to_tensor
+from .protocol import CodingModel
 
 __all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "Z_ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
 
@@ -81,77 +82,10 @@ def _noise(v, gen):
     return v + torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype) - 0.5
 
 
-@functools.cache
-def _gdn():
-    """GDN for the search, as an autograd function ``(x, Γ, β, inverse) → x·s``: the same function
-    as :class:`~aecodec.models.hyperprior.GDN` on a channels-last tensor, its pixels the rows of a
-    ``(B·H·W, C)`` matrix (views, no reorders), with its own backward (the input's gradient only)
-    that keeps one normaliser instead of autograd's chain of temporaries."""
-    import torch
-
-    class GDNFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, gamma, beta, inverse):
-            B, C, H, W = x.shape
-            r = x.permute(0, 2, 3, 1).reshape(-1, C)  # a view when x is channels-last
-            s = torch.addmm(beta, r * r, gamma.t())  # n = β + Γ·x²
-            s = s.sqrt_() if inverse else s.rsqrt_()  # out = x·s: s = √n (inverse GDN) or 1/√n
-            ctx.save_for_backward(r, s, gamma)
-            ctx.inverse, ctx.shape = inverse, (B, H, W, C)
-            return (r * s).reshape(B, H, W, C).permute(0, 3, 1, 2)
-
-        @staticmethod
-        def backward(ctx, g):
-            r, s, gamma = ctx.saved_tensors
-            B, H, W, C = ctx.shape
-            g = g.permute(0, 2, 3, 1).reshape(-1, C)
-            # ∂out_j/∂x_k = δ_jk·s_j + x_j·Γ_jk·x_k·(1/s_j for the inverse GDN, −s_j³ for GDN)
-            t = torch.mm(g * r / s, gamma) if ctx.inverse else torch.mm(g * r * s**3, gamma).neg_()
-            return torch.addcmul(g * s, r, t).reshape(B, H, W, C).permute(0, 3, 1, 2), None, None, None
-
-    return GDNFunction.apply
-
-
-class _Synthesis:
-    """g_s (+ the model's linear shortcut) for the search: the same function as
-    :meth:`~aecodec.models.hyperprior.MeanScaleHyperprior.synthesis`, in channels-last with
-    :func:`_gdn` — forward and backward about twice as fast on a CPU as the planar layers (oneDNN's
-    transposed convolutions reorder planar tensors). Copies of the weights; the model is untouched.
-    Only the search uses it: what is coded is decided by the model's own functions."""
-
-    def __init__(self, net):
-        import torch
-        from ..models.hyperprior import GDN
-
-        self.layers, self.aux_s = [], net.aux_s
-        with torch.no_grad():
-            for layer in net.g_s:
-                if isinstance(layer, GDN):
-                    C = layer.beta.shape[0]
-                    self.layers.append((layer.gamma_reparam(layer.gamma).reshape(C, C).clone(),
-                                        layer.beta_reparam(layer.beta).clone(), layer.inverse))
-                else:
-                    self.layers.append((layer.weight.detach().contiguous(memory_format=torch.channels_last),
-                                        layer.bias.detach(), layer.stride, layer.padding, layer.output_padding))
-
-    def __call__(self, y):
-        import torch
-        import torch.nn.functional as F
-
-        x = y.contiguous(memory_format=torch.channels_last)
-        for params in self.layers:
-            if len(params) == 3:
-                x = _gdn()(x, *params)
-            else:
-                weight, bias, stride, padding, output_padding = params
-                x = F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
-        return x if self.aux_s is None else x + self.aux_s(y)
-
-
 class _Tile:
     """One tile's problem: its pixels in context, what is fixed around its latent, and the loss."""
 
-    def __init__(self, net, synthesis: _Synthesis, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float,
+    def __init__(self, net: CodingModel, synthesis, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float,
                  level: float, gray: bool):
         import torch
 
@@ -161,36 +95,20 @@ class _Tile:
         self.inv_gain = net.gains(torch.tensor([level], device=x.device))[1].detach()
         self.lam = rd_lambda(net.config.lambdas, level)
         self.pixels = max(1.0, tile_pixels)
-        self.medians = net.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)  # z's quantisation offsets
-
-    def _hyper(self, z_t):
-        """Bits of z (its factorized density) and y's entropy parameters ``(scales, means)`` given
-        z's values ``z_t`` (relaxed or rounded)."""
-        import torch
-
-        eb = self.net.entropy_bottleneck
-        z_lik = eb.likelihood_lower_bound(eb._likelihood(z_t.transpose(0, 1).reshape(z_t.shape[1], 1, -1))[0])
-        scales, means = self.net.h_s(z_t).chunk(2, 1)
-        return -torch.log2(z_lik).sum(), self.net.gaussian_conditional.lower_bound_scale(scales), means
-
-    def _y_bits(self, y, scales, means):
-        import torch
-
-        gc = self.net.gaussian_conditional
-        return -torch.log2(gc.likelihood_lower_bound(gc._likelihood(y, scales, means))).sum()
+        self.medians = net.z_medians()  # z's quantisation offsets
 
     def rate_loss(self, y, z, gen):
         """The z stage's objective: the rates (per pixel of the tile) of ``y`` as it is and ``z``,
         both with uniform noise for rounding — y's rate depends on z through h_s; no synthesis."""
-        z_bits, scales, means = self._hyper(_noise(z, gen))
-        return (self._y_bits(_noise(y, gen), scales, means) + z_bits) / self.pixels
+        z_bits, scales, means = self.net.hyper_rate(_noise(z, gen))
+        return (self.net.y_bits(_noise(y, gen), scales, means) + z_bits) / self.pixels
 
     def loss(self, y, z, tau: float, gen):
         """``R + λ·D`` (per pixel of the tile) of one SGA sample of ``(y, z)`` at temperature τ."""
         z_t = _sga(z - self.medians, tau, gen) + self.medians
-        z_bits, scales, means = self._hyper(z_t)
+        z_bits, scales, means = self.net.hyper_rate(z_t)
         y_t = _sga(y - means, tau, gen) + means
-        return (self._y_bits(y_t, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_t)) / self.pixels
+        return (self.net.y_bits(y_t, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_t)) / self.pixels
 
     def _sse(self, y_synth):
         """Squared error of the window's scored pixels, channels averaged (D·pixels)."""
@@ -211,17 +129,17 @@ class _Tile:
 
         with torch.no_grad():
             z_hat = torch.round(z - self.medians) + self.medians
-            z_bits, scales, means = self._hyper(z_hat)
+            z_bits, scales, means = self.net.hyper_rate(z_hat)
             y_hat = self.net.entropy_parameters(z_hat)[1] + torch.round(y - means)
-            cost = self._y_bits(y_hat, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_hat)
+            cost = self.net.y_bits(y_hat, scales, means) + z_bits + self.lam * 255**2 * self._sse(y_hat)
             return float(cost), y_hat
 
 
-def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, effort: int, *, gray: bool = False,
+def refine_tiles(net: CodingModel, rgb: np.ndarray, latents: list, level: float, tile: int, effort: int, *, gray: bool = False,
                  seed: int = 0, on_iteration: Callable[[], None] | None = None) -> Iterator[tuple]:
     """``(y, z)`` of each tile, raster order, refined at ``effort`` for :meth:`compress_latents`.
 
-    ``latents`` are the tiles' analyses before the gain (:func:`~aecodec.codec.tiles.analyze_tiles`);
+    ``latents`` are the tiles' analyses before the gain (:func:`~aecodec.codec.pipeline.analyze_tiles`);
     ``rgb`` the image's pixels (unpadded). ``on_iteration()`` is called after each Adam step.
     Seeded: the same input gives the same result on the same machine.
     """
@@ -232,7 +150,7 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
     h, w = rgb.shape[:2]
     src = pad_to_stride(rgb, s)
     hp, wp = src.shape[:2]
-    synthesis = _Synthesis(net)
+    synthesis = net.search_synthesis()
     with torch.no_grad():
         gain, _ = net.gains(torch.tensor([level], device=dev))
         y_all = torch.empty(1, net.config.M, hp // ls, wp // ls, device=dev)  # refined ŷ, or g_a·gain ahead
@@ -241,7 +159,7 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
     for i, ((y0, y1, x0, x1), (py0, py1, px0, px1)) in enumerate(tile_rects(hp, wp, tile)):
         # the window: the tile's pixels and MARGIN around them, from the latents MARGIN further out
         wy0, wy1, wx0, wx1 = max(0, py0 - MARGIN), min(hp, py1 + MARGIN), max(0, px0 - MARGIN), min(wp, px1 + MARGIN)
-        x = pixels(src[py0:py1, px0:px1], dev)
+        x = to_tensor(src[py0:py1, px0:px1], dev)
         if gray:
             x = x[:, :1]
         yy, xx = np.arange(py0, py1)[:, None], np.arange(px0, px1)[None, :]
@@ -252,7 +170,7 @@ def refine_tiles(net, rgb: np.ndarray, latents: list, level: float, tile: int, e
                             (py0 - wy0, py1 - wy0, px0 - wx0, px1 - wx0),
                             float(max(0, min(y1, h) - y0) * max(0, min(x1, w) - x0)), level, gray)
             y_plain = y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls].clone()
-            z_plain = net.h_a(y_plain)
+            z_plain = net.hyper_analysis(y_plain)
             y, z = y_plain.clone(), z_plain.clone()
         gen = torch.Generator(device=dev).manual_seed(seed + i)
         # gradients for y and z only: the model's parameters are shared and stay untouched

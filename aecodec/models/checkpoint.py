@@ -3,8 +3,8 @@
 A checkpoint is a ``torch.save``d dict::
 
     {"format": "aecodec-checkpoint", "version": 1,
-     "model_id": "mean-scale-vr-128",        # stable kebab-case id (registry.py)
-     "arch": "mean-scale-hyperprior-vr",      # which class rebuilds it
+     "model_id": "mean-scale-vr-128",        # stable kebab-case id (models/zoo.py)
+     "arch": "mean-scale-hyperprior-vr",      # which class rebuilds it (registry.py)
      "config": {...},                         # HyperpriorConfig.to_dict()
      "state_dict": {...},                     # includes the entropy coder's CDF tables
      "storage": "fp32" | "mixed",
@@ -20,7 +20,7 @@ else — GDN's β and γ, the entropy models and their CDF tables, the gain vect
 A conv tensor goes to float16 only if it is finite and far from float16's overflow (values
 below its normal range keep an absolute error ≤ 2⁻²⁵, harmless in a convolution). Loading casts
 back to float32; the stored values are what the weights hash covers, so encoder and decoder
-compute with the same weights, and h_s's fixed-point grid (models/exact.py) is derived from them
+compute with the same weights, and h_s's fixed-point grid (models/fixed_point.py) is derived from them
 identically everywhere. Measured (6 Kodak images, q 0/50/100): bpp +0.0001, PSNR ≤ 0.002 dB lower than fp32.
 """
 
@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from .exact import check_bounds
-from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from .fixed_point import check_bounds
+from .hyperprior import MeanScaleHyperprior
+from .registry import architecture
 
 __all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "read_checkpoint", "build_model", "CheckpointError", "STORAGES"]
 
-ARCHITECTURES = {"mean-scale-hyperprior-vr": (MeanScaleHyperprior, HyperpriorConfig)}
 HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
 STORAGES = ("fp32", "mixed")
 _HALF_MODULES = ("g_a.", "h_a.", "h_s.", "g_s.")  # conv stacks; their GDN parameters stay float32
@@ -58,13 +58,10 @@ def weights_hash(state_dict: dict) -> str:
 
 def build_model(arch: str, config: dict, *, init: bool = True) -> MeanScaleHyperprior:
     """The model of a checkpoint's architecture and config. The config's fixed-point grid must keep
-    every partial sum of the exact h_s below 2**53 (:func:`~aecodec.models.exact.check_bounds`),
+    every partial sum of the exact h_s below 2**53 (:func:`~aecodec.models.fixed_point.check_bounds`),
     or its entropy parameters would not be the same on every machine: CheckpointError.
     ``init=False``: convolution weights uninitialised, to be loaded next."""
-    try:
-        cls, cfg_cls = ARCHITECTURES[arch]
-    except KeyError:
-        raise CheckpointError(f"unknown architecture {arch!r}") from None
+    cls, cfg_cls = architecture(arch)
     try:
         cfg = cfg_cls.from_dict(config)
     except (KeyError, TypeError, ValueError) as exc:
@@ -105,7 +102,7 @@ def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, mode
     digest = weights_hash(sd)
     payload = {
         "format": "aecodec-checkpoint", "version": 1, "model_id": model_id,
-        "arch": "mean-scale-hyperprior-vr", "config": model.config.to_dict(),
+        "arch": model.architecture, "config": model.config.to_dict(),
         "state_dict": sd, "storage": storage, "weights_hash": digest, "training": training or {}, **state,
     }
     path = Path(path)

@@ -14,18 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..codec import api
 from ..models.checkpoint import fp32_state_dict, weights_hash
 from ..models.hyperprior import MeanScaleHyperprior
 
-__all__ = ["pick_device", "Dist", "init_distributed", "close_distributed", "seed_for", "average_grads",
+__all__ = ["Dist", "init_distributed", "close_distributed", "seed_for", "average_grads",
            "rank0_says", "wrap_ddp", "check_ranks_agree", "barrier"]
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: the codec's rule (:func:`aecodec.codec.api.pick_device`: CUDA when present);
-    any other name is taken as torch spells it."""
-    return torch.device(api.pick_device(name) if name == "auto" else name)
 
 
 @dataclass

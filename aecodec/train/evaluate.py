@@ -12,10 +12,10 @@ import torch
 from .. import metrics
 from ..codec import api
 from ..codec import format as fmt
-from ..codec.tiles import quality_to_level
+from ..codec.pipeline import quality_to_level
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.hyperprior import MeanScaleHyperprior
-from ..models.registry import DEFAULT_MODEL_ID
+from ..models.zoo import DEFAULT_MODEL_ID
 from .step import set_bf16
 
 __all__ = ["evaluate", "export"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..codec import format as fmt
 from ..errors import TrainError
 from ..metrics import MS_SSIM_MIN_SIDE
-from ..models.registry import DEFAULT_MODEL_ID
+from ..models.zoo import DEFAULT_MODEL_ID
 
 __all__ = ["TrainError", "TrainOptions", "check_options"]
 

@@ -1,4 +1,4 @@
-"""The state of one chunk of training (:class:`Run`) and how it is built (:func:`set_up`): a new,
+"""The state of one chunk of training (:class:`Chunk`) and how it is built (:func:`set_up`): a new,
 resumed (``--resume``) or continued (``--init-from``) model on its device, its optimisers, the crop
 sampler over the training photos and the evaluation images."""
 
@@ -20,11 +20,11 @@ from .distributed import Dist, seed_for, wrap_ddp
 from .options import TrainOptions
 from .step import lr_at, optimisers, set_bf16
 
-__all__ = ["Run", "set_up"]
+__all__ = ["Chunk", "set_up"]
 
 
 @dataclass
-class Run:
+class Chunk:
     """Everything one chunk of training holds; the loop's functions read and advance it."""
 
     o: TrainOptions  # a continued run's model_id is its checkpoint's
@@ -59,7 +59,7 @@ class Run:
             self.log(line)
 
 
-def set_up(o: TrainOptions, d: Dist, device: torch.device, log) -> Run:
+def set_up(o: TrainOptions, d: Dist, device: torch.device, log) -> Chunk:
     """Model, optimisers, crops and evaluation images of a new, resumed or --init-from chunk."""
     if o.threads:
         torch.set_num_threads(o.threads)
@@ -86,14 +86,14 @@ def set_up(o: TrainOptions, d: Dist, device: torch.device, log) -> Run:
         + (f"; {d.world} processes × batch {o.batch_size}" if d.world > 1 else "")
         + (f"; weights from {o.init_from}, fresh optimiser" if fresh else ""))
     now = time.monotonic()
-    run = Run(o=o, d=d, device=device, log=log, model=model, forward=forward, opt=opt, aux_opt=aux_opt,
-              sampler=sampler, eval_images=eval_images, record=record, step=step, fresh=fresh,
-              chunk_start_step=step, start=now, last_save=now, loop_start=now, loop_step=step)
+    chunk = Chunk(o=o, d=d, device=device, log=log, model=model, forward=forward, opt=opt, aux_opt=aux_opt,
+                  sampler=sampler, eval_images=eval_images, record=record, step=step, fresh=fresh,
+                  chunk_start_step=step, start=now, last_save=now, loop_start=now, loop_step=step)
     if d.main and (o.progress if o.progress is not None else sys.stderr.isatty()):
         from tqdm import tqdm
 
-        run.bar = tqdm(total=o.steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
-    return run
+        chunk.bar = tqdm(total=o.steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
+    return chunk
 
 
 def _start_from(o: TrainOptions) -> tuple[MeanScaleHyperprior, TrainOptions, int, dict, dict | None]:

@@ -32,7 +32,7 @@ Only the synthesis g_s stays in float32; its output pixels may differ by a round
 
 Training sees the same quantisation (fake-quantised weights and activations with a
 straight-through gradient, in float32), so the rate does not jump at export time. The grid is
-fine (weights to 1.5e-5, activations to 1e-3), and its rate cost is measured in the README.
+fine (weights to 1.5e-5, activations to 1e-3), and its rate cost is measured in docs/format.md.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from .layers import make_layer
 
-__all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "PIECE", "HALO"]
+__all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "ste_round", "PIECE", "HALO"]
 
 PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
 HALO = 2  # ẑ positions of context around a piece: each output of h_s depends on ẑ within ±2
@@ -62,14 +62,14 @@ class FixedPoint:
     a_max: float = 1024.0
 
 
-def _ste_round(x: torch.Tensor) -> torch.Tensor:
+def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round with a straight-through (identity) gradient."""
     return x + (torch.round(x) - x).detach()
 
 
 def _to_grid(x: torch.Tensor, bits: int, lo: float, hi: float) -> torch.Tensor:
     scale = float(2**bits)
-    return _ste_round(x.clamp(lo, hi) * scale) / scale
+    return ste_round(x.clamp(lo, hi) * scale) / scale
 
 
 class FixedPointHyperSynthesis(nn.Module):

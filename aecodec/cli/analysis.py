@@ -1,0 +1,89 @@
+"""``inspect`` and ``rank``: where one image spends its bits, and which images of a folder cost the
+most (:mod:`aecodec.inspection`, :mod:`aecodec.ranking`, drawn by :mod:`aecodec.reports`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import CodecError
+from .options import QUALITY_HELP, Device, Force, Model, Quiet
+from .output import for_each
+
+__all__ = ["inspect", "rank"]
+
+
+def inspect(
+    source: Annotated[str, typer.Argument(metavar="IMAGE_OR_AEC", help="An image (encoded at -q) or an .aec file (measured as it is).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Report PNG to write: original, reconstruction, rate map, error map.")],
+    quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75; an .aec file keeps its own.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON: totals, a 4×4 grid of regions, rate sums vs the file.")] = None,
+    force: Force = False,
+    device: Device = "auto",
+    model: Model = None,
+    quiet: Quiet = False,
+) -> None:
+    """See where the bits go: a rate map (bits per pixel, from the coder's own tables) and an
+    error map of one image, with bpp, PSNR and SSIM."""
+    from ..codec.files import write_atomic
+    from ..inspection import inspect as measure
+    from ..reports import render_report
+
+    def one(src):
+        targets = [output] + ([json_out] if json_out else [])
+        for path in targets:  # before the work, not after it
+            if Path(path).exists() and not force:
+                raise CodecError(f"{path}: already exists (use --force to overwrite)")
+        r = measure(src, quality, model=model, device=device)
+        write_atomic(output, render_report(r), overwrite=force)
+        if json_out:
+            write_atomic(json_out, (json.dumps(r.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+        if not quiet:
+            psnr = "" if r.psnr is None else f", PSNR {r.psnr:.2f} dB, SSIM {r.ssim or float('nan'):.4f}"
+            typer.echo(f"{src} -> {', '.join(targets)}: {r.width}x{r.height}, q {r.quality:g}, "
+                       f"{r.bpp:.3f} bpp{psnr}", err=True)
+
+    for_each([source], one, quiet)
+
+
+def rank(
+    folder: Annotated[str, typer.Argument(metavar="DIR", help="Folder of images (not searched recursively).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Folder for rank.csv, rank.json and contact.png (created if missing).")],
+    quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the most expensive images the contact sheet shows.")] = 10,
+    force: Force = False,
+    device: Device = "auto",
+    model: Model = None,
+    quiet: Quiet = False,
+) -> None:
+    """Rank images by the bits per pixel they cost at one quality, most unusual first.
+
+    A model trained on normal photos spends many bits where an image is unlike them, so the top
+    of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
+    """
+    from ..codec.files import write_atomic
+    from ..ranking import rank as rank_folder
+    from ..reports import render_contact_sheet
+
+    def one(src):
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise CodecError(f"{out}: not a directory")
+        targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
+        for path in targets:
+            if path.exists() and not force:
+                raise CodecError(f"{path}: already exists (use --force to overwrite)")
+        ranking = rank_folder(src, quality, top=top, model=model, device=device)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
+        write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
+        write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
+        if not quiet:
+            for row in ranking.rows[:top]:
+                typer.echo(f"{row['rank']:4d}  {row['bpp']:.4f} bpp  {row['file']}", err=True)
+            typer.echo(f"{len(ranking.rows)} images ranked -> {out}", err=True)
+
+    for_each([folder], one, quiet)
