@@ -1,17 +1,16 @@
 """Import the parts of CompressAI that aecodec uses, quickly and without torchvision.
 
 ``import compressai`` runs a package ``__init__`` that imports every CompressAI submodule:
-datasets, point-cloud transforms (torch_geometric, torch._dynamo), torchvision … — about 3 s on
-the 2-core reference machine, more than a whole encode. aecodec needs only the entropy models,
+datasets, point-cloud transforms (torch_geometric, torch._dynamo), torchvision … — seconds,
+more than a whole encode. aecodec needs only the entropy models,
 the GDN layer and the rANS coder, none of which import torchvision. So when CompressAI is not
 imported yet, we register its package without running its ``__init__`` (its ``__path__`` is set,
 so ``import compressai.<anything>`` still works), add the two entropy-coder registry functions
-its entropy models call, and import just those submodules. Measured: 4.1 s → 1.6 s for
-``import`` + these submodules.
+its entropy models call, and import just those submodules.
 
 Those entropy models ``import scipy.stats`` at the top for one call, ``norm.ppf`` when the CDF
 tables are computed (``update``, at export — never on the coding path, where the tables come
-with the weights). scipy.stats alone takes about a second to import, so when nothing imported
+with the weights). scipy.stats is slow to import, so when nothing imported
 it yet, a stand-in takes its place that imports the real module on first use
 (:func:`_import_on_first_use`).
 

@@ -61,8 +61,8 @@ from PIL import Image
 from .codec import api
 from .codec import format as fmt
 from .codec.format import Layout
-from .codec.images import prepare_image, to_image
 from .codec.geometry import padded, strip_repeat, unfold
+from .codec.images import prepare_image, to_image
 from .metrics import psnr_from_mse, squared_error, ssim
 
 __all__ = ["Inspection", "inspect", "finite"]

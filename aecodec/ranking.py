@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .codec.api import DEFAULT_QUALITY
-from .errors import CodecError
 from .codec.format import FormatError
 from .codec.images import image_files
+from .errors import CodecError
 from .inspection import Inspection, finite, inspect
 
 __all__ = ["Ranking", "rank"]

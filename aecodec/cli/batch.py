@@ -10,9 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AecodecError, one_line
-from .options import QUALITY_HELP, MODEL_HELP, Quiet
-from .output import error, fail, os_error_line, progress_bar, say, show_bar, signals_stop, size_budget, \
-    stop_reason, tick
+from .options import MODEL_HELP, QUALITY_HELP, Quiet
+from .output import error, fail, os_error_line, progress_bar, say, show_bar, signals_stop, size_budget, stop_reason, tick
 
 __all__ = ["batch_app"]
 

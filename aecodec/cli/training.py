@@ -53,7 +53,8 @@ def train(
 
     Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m aecodec train …
     """
-    from ..train import TrainOptions, train as train_chunk
+    from ..train import TrainOptions
+    from ..train import train as train_chunk
 
     lams = None
     if lambdas is not None:

@@ -18,15 +18,15 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from . import format as fmt
 from ..device import pick_device
 from ..errors import CodecError
+from . import format as fmt
 from .format import Container, FormatError, Layout
+from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
 from .images import ImageLike, png_plane, prepare_image, to_image
+from .pipeline import analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesize_image
 from .ratesearch import encode_within
 from .refine import DEFAULT_EFFORT, ITERATIONS, Z_ITERATIONS, check_effort, refine_tiles
-from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
-from .pipeline import analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesize_image
 
 __all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_latents", "load_model",
            "check_quality", "check_target", "check_effort", "CodecError", "DEFAULT_QUALITY",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .api import decode, encode
 from ..errors import CodecError, one_line
+from .api import decode, encode
 
 __all__ = ["write_atomic", "temp_target", "read_file", "save_image", "encode_file", "decode_file"]
 

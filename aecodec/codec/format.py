@@ -28,6 +28,9 @@ All integers are unsigned big-endian. A file is::
                                    alpha: PNG of the whole alpha plane (lossless)
     end-4       4  CRC-32          zlib.crc32 of every byte before it
 
+The size rules below (tiles, the coded size of a folded image) are :mod:`.geometry`'s, shared
+with the encoder and decoder.
+
 A thin image is coded *folded*, so that its cost follows its pixels and not the padding of its
 short side to 64 (a 1×100 000 strip would be coded as 64×100 032 pixels): the long side is cut into
 s strips of ⌈long / s⌉ pixels (the last one shorter) and the strips are coded side by side across

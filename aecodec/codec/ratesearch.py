@@ -9,10 +9,10 @@ import numpy as np
 
 from ..errors import CodecError
 from .format import Layout
-from .images import png_plane
-from .refine import refine_tiles
 from .geometry import DEFAULT_TILE, fold, strips_for
+from .images import png_plane
 from .pipeline import analyze_tiles, gain_tiles, pack_tiles, quality_to_level
+from .refine import refine_tiles
 
 __all__ = ["QUALITY_STEP", "REFINED_TRIALS", "encode_within"]
 

@@ -34,9 +34,10 @@ __all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "Z_ITERATIONS", "check_eff
 EFFORTS = range(1, 10)
 DEFAULT_EFFORT = 1
 # Per tile at each effort (1: the plain encoder): Adam iterations on the hyper-latent z alone (the
-# rates only, no synthesis: ~0.1 s each for a 768×512 image on 2 CPU cores), then on y and z
-# together through g_s (~1 s each). Effort 9 fits kodim23 in a minute on 2 CPU cores
-# (benchmarks/results/effort-ladder: the cost and the gain of every level).
+# rates only, no synthesis: cheap), then on y and z together through g_s (each a forward and
+# backward pass of g_s: the cost of the search). The ladder is set so that effort 9 stays within
+# about a minute for a Kodak image on 2 CPU cores (benchmarks/results/effort-ladder: the cost and
+# the gain of every level).
 Z_ITERATIONS = {1: 0, 2: 30, 3: 30, 4: 30, 5: 30, 6: 30, 7: 30, 8: 30, 9: 30}
 ITERATIONS = {1: 0, 2: 0, 3: 3, 4: 6, 5: 10, 6: 15, 7: 22, 8: 32, 9: 44}
 Z_LEARNING_RATE = 0.05  # Adam on z alone (units of the quantisation step)

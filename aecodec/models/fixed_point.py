@@ -6,8 +6,8 @@ The mean-scale hyperprior codes each latent y with a Gaussian whose scale picks 
 shipped CDF tables. If h_s runs in ordinary floating point, the encoder (say, a GPU) and the
 decoder (say, a CPU with another BLAS, thread count or summation order) can disagree in the last
 bit of a scale; when that moves the scale across a table boundary the rANS decoder reads with a
-different CDF and desynchronises — garbage from that symbol on (measured before the project on
-24/24 Kodak images, GPU → CPU). CompressAI documents cross-device decoding as unsupported.
+different CDF and desynchronises — garbage from that symbol on (docs/format.md: how often).
+CompressAI documents cross-device decoding as unsupported.
 
 Choice
 ------

@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import one_line
 from ..codec.images import image_files, load_rgb
+from ..errors import one_line
 from .options import TrainError
 
 __all__ = ["SCALES", "read_images", "load_images", "CropSampler"]

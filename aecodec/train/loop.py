@@ -14,10 +14,10 @@ import torch
 
 from ..device import pick_device
 from ..models.checkpoint import save_checkpoint
+from .chunk import Chunk, set_up
 from .distributed import barrier, check_ranks_agree, close_distributed, init_distributed, rank0_says
 from .evaluate import evaluate
 from .options import TrainOptions, check_options
-from .chunk import Chunk, set_up
 from .step import optimise
 
 __all__ = ["train", "run_chunk", "should_stop", "take_step", "draw_levels", "show_progress", "evaluate_now", "save", "finish"]
