@@ -24,15 +24,18 @@ Each file is made from a crop of the sample photo shipped in the package
 (``aecodec/samples/coffee.png``, CC0), so nothing outside the repository is needed. The manifest
 records, per file: its format version, model id and weights hash, the decoded mode and size, the
 sha256 of the decoded pixels (``np.asarray(img).tobytes()``) and of the file, its header as
-``aecodec.info`` reads it, how it was made, and where (aecodec version, commit, torch, CPU) — the
-decoded pixels come from a floating-point synthesis that is only guaranteed to be the same on one
-machine; the latents are bit-identical everywhere.
+``aecodec.info`` reads it, the sha256 of its entropy-decoded latents ŷ, how it was made, and where
+(aecodec version, commit, torch, CPU). Beside each file, ``decoded/<name>.png`` holds its decoded
+pixels (lossless): the latents are bit-identical on every machine, but the pixels come from a
+floating-point synthesis that is bit-identical only on the same kind of CPU — elsewhere the test
+compares them with these, within one level.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
@@ -55,6 +58,7 @@ import aecodec.samples  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 MANIFEST = "manifest.json"
+DECODED = "decoded"  # the decoded pixels of each file, as PNG
 MAX_BYTES = 10_240  # a golden file stays small: the repository carries every one of them forever
 
 
@@ -143,8 +147,8 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def make(name: str) -> tuple[bytes, dict]:
-    """Encode case ``name`` with today's code; its bytes and its manifest entry."""
+def make(name: str) -> tuple[bytes, bytes, dict]:
+    """Encode case ``name`` with today's code: its bytes, its decode as PNG, its manifest entry."""
     what, source, box, options = CASES[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the 16-bit input's conversion warning
@@ -152,6 +156,8 @@ def make(name: str) -> tuple[bytes, dict]:
         data = aecodec.encode(image, **options)
     header = aecodec.info(data)
     img = aecodec.decode(data)
+    png = io.BytesIO()
+    img.save(png, "PNG")
     version = int(name.split("-")[0][1:])
     if header["format_version"] != version:
         raise SystemExit(f"make_golden: today's code writes case {name!r} as format version "
@@ -159,7 +165,7 @@ def make(name: str) -> tuple[bytes, dict]:
     if len(data) > MAX_BYTES:
         raise SystemExit(f"make_golden: case {name!r} is {len(data)} bytes, more than {MAX_BYTES}: use a smaller crop")
     src_mode = image.mode if isinstance(image, Image.Image) else {2: "L", 3: "RGB"}[image.ndim]
-    return data, {
+    return data, png.getvalue(), {
         "case": what,
         "source": {"image": "aecodec/samples/coffee.png", "crop": list(box), "mode": src_mode, "encode": options},
         "format_version": header["format_version"],
@@ -170,8 +176,16 @@ def make(name: str) -> tuple[bytes, dict]:
         "bytes": len(data),
         "file_sha256": sha256(data),
         "pixels_sha256": sha256(np.asarray(img).tobytes()),
+        "y_hat_sha256": y_hat_sha256(data),
         "header": header,
     }
+
+
+def y_hat_sha256(data: bytes) -> str:
+    """sha256 of a file's entropy-decoded latents ŷ (float32, the padded image): the same on every machine."""
+    from aecodec.codec.api import decode_latents
+
+    return sha256(decode_latents(data).cpu().numpy().tobytes())
 
 
 def _dumps(doc: dict) -> str:
@@ -224,8 +238,10 @@ def main(argv=None) -> int:
     for name in todo:  # encode every case before writing any, so a failing case writes nothing
         made[f"{name}.aec"] = make(name)
     provenance = _provenance()
-    for file, (data, entry) in made.items():
+    (folder / DECODED).mkdir(exist_ok=True)
+    for file, (data, png, entry) in made.items():
         _write_new(folder / file, data)
+        _write_new(folder / DECODED / file.replace(".aec", ".png"), png)
         recorded[file] = {**entry, "written_by": provenance}
         print(f"wrote {folder / file}: {entry['bytes']} bytes, format version {entry['format_version']}, "
               f"{entry['mode']} {entry['size'][0]}×{entry['size'][1]}")
