@@ -1,10 +1,10 @@
-"""The device a command computes on: one rule for coding and training."""
+"""The machine: the device a command computes on (one rule for coding and training), and the CPU's name."""
 
 from __future__ import annotations
 
 from .errors import CodecError
 
-__all__ = ["pick_device"]
+__all__ = ["pick_device", "cpu_name"]
 
 
 def pick_device(name: str) -> str:
@@ -19,3 +19,19 @@ def pick_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CodecError("--device cuda requested but no CUDA GPU is available")
     return name
+
+
+def cpu_name() -> str:
+    """This machine's CPU model, as ``/proc/cpuinfo`` names it (``platform`` elsewhere): recorded
+    with every measurement and golden file, since g_s's float32 pixels are bit-identical only on the
+    same kind of CPU (the entropy path is exact everywhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

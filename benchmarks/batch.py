@@ -32,11 +32,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.report import page_link, replace_block
-from benchmarks.speed import _cpu_name, _process, _steal
-
 from aecodec.batch import read_manifest
 from aecodec.codec.images import image_files
+from aecodec.device import cpu_name
+from benchmarks.report import page_link, replace_block
+from benchmarks.speed import _process, _steal
 
 PAGE = Path("docs/batch.md")  # the page that shows the batch block
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     cmd += ([f"--repeat {a.repeat}"] if a.repeat != 2 else []) + ([f"--limit {a.limit}"] if a.limit else [])
     res = {"command": " ".join(cmd), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
            "minutes": round((time.time() - t0) / 60, 1),
-           "machine": {"cpu": _cpu_name(), "torch": torch.__version__, "ray": ray.__version__,
+           "machine": {"cpu": cpu_name(), "torch": torch.__version__, "ray": ray.__version__,
                        "steal_percent": round(steal, 1)}, **res}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")

@@ -32,6 +32,7 @@ from PIL import Image
 
 from aecodec.codec.format import Layout
 from aecodec.codec.images import image_files, prepare_image, to_image
+from aecodec.device import cpu_name
 from aecodec.metrics import MS_SSIM_MIN_SIDE, image_metrics, ms_ssim_db
 from benchmarks.bdrate import bd_rate
 from benchmarks.codecs import CLASSICAL, CODECS, EFFORT_CODECS, EFFORT_QUALITIES, CodecUnavailable, get_codec
@@ -383,12 +384,7 @@ def _version(dist: str):
 
 
 def machine_info() -> dict:
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        pass
+    cpu = cpu_name()
     from PIL import features
 
     libs = {k: features.version(k) for k in ("libjpeg_turbo", "jpg", "webp", "avif", "jpg_2000", "zlib")}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from PIL import Image
 
 import aecodec
 from aecodec.codec.images import image_files, load_rgb
+from aecodec.device import cpu_name
 
 PAGE = Path("docs/performance.md")  # the page that shows the speed block
 
@@ -151,16 +151,6 @@ def peak_rss(img: np.ndarray, quality: float, threads: int) -> dict:
             "tool": "/usr/bin/time (maximum resident set size)", **res}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kodak", type=Path, default=Path("../shared/datasets/kodak"))
@@ -191,7 +181,7 @@ def main(argv=None) -> int:
         for img, rep in ((kodim, a.repeat), (large, max(1, a.repeat // 3))):
             rows.append(speed(img, device, a.quality, rep))
             print(json.dumps(rows[-1]), flush=True)
-    result.update({"machine": {"cpu": _cpu_name(), "threads": a.threads, "torch": torch.__version__,
+    result.update({"machine": {"cpu": cpu_name(), "threads": a.threads, "torch": torch.__version__,
                                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
                    "quality": a.quality, "speed": rows})
     if a.rss_megapixels:

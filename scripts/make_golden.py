@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: the aecodec of this tree
 
 import aecodec  # noqa: E402
 import aecodec.samples  # noqa: E402
+from aecodec.device import cpu_name  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 MANIFEST = "manifest.json"
@@ -133,18 +134,8 @@ def _provenance() -> dict:
 
     return {"aecodec": aecodec.__version__, "commit": _commit(), "torch": torch.__version__,
             "numpy": np.__version__, "pillow": PIL.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu(),
+            "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make(name: str) -> tuple[bytes, bytes, dict]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from PIL import Image
 import aecodec
 from aecodec.codec import format as fmt
 from aecodec.codec.api import decode_latents
+from aecodec.device import cpu_name
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())["files"]
@@ -46,16 +46,6 @@ def _decoded(name: str) -> Image.Image:
                     "must be added beside the ones earlier files name, not replace them.")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _recorded_pixels(name: str) -> np.ndarray:
     """The decode recorded with the file (a lossless PNG), checked against the manifest's hash."""
     with Image.open(GOLDEN / "decoded" / name.replace(".aec", ".png")) as im:
@@ -69,7 +59,7 @@ def _assert_recorded_pixels(name: str, img: Image.Image) -> None:
     assert (img.mode, list(img.size)) == (entry["mode"], entry["size"])
     pixels, recorded = np.asarray(img), _recorded_pixels(name)
     what = f"{name} (format version {entry['format_version']}, {entry['case']})"
-    if _cpu() == entry["written_by"]["cpu"]:
+    if cpu_name() == entry["written_by"]["cpu"]:
         assert sha256(pixels.tobytes()) == entry["pixels_sha256"], (
             f"{what} decodes to other pixels than when it was written on this kind of CPU ({entry['written_by']}): "
             f"{int((pixels != recorded).sum())} values differ, by up to "
