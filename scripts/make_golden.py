@@ -1,5 +1,5 @@
 """Write the golden .aec files of tests/golden/: small files made by today's code, which every later
-version must decode to the very same pixels (tests/test_golden.py decodes them on every test run).
+version must decode to the very same pixels (tests/codec/test_golden.py decodes them on every test run).
 
 Golden files are history. A file users already have does not change when the code does, so a golden
 file is written once and never rewritten: this script refuses to touch a file that exists, and the
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
         print(f"wrote {folder / file}: {entry['bytes']} bytes, format version {entry['format_version']}, "
               f"{entry['mode']} {entry['size'][0]}×{entry['size'][1]}")
     doc = {"about": "Golden .aec files: every later aecodec must decode each to the recorded pixels "
-                    "(tests/test_golden.py). Written by scripts/make_golden.py; never rewritten.",
+                    "(tests/codec/test_golden.py). Written by scripts/make_golden.py; never rewritten.",
            "files": dict(sorted(recorded.items()))}
     tmp = manifest_path.with_name(f".{MANIFEST}.tmp")
     tmp.write_text(_dumps(doc) + "\n")

@@ -1,13 +1,15 @@
+"""Fixtures of the whole suite: the Kodak images, small synthetic images and photos, a folder of
+training photos, the shipped model, and one thread for tiny training runs. Plain helpers are in
+tests/helpers.py."""
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SHARED = Path(os.environ.get("AECODEC_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-KODAK = SHARED / "datasets" / "kodak"
+from tests.helpers import KODAK, smooth_image
 
 
 @pytest.fixture(scope="session")
@@ -15,18 +17,6 @@ def kodak() -> Path:
     if not (KODAK / "kodim23.png").is_file():
         pytest.skip(f"needs the Kodak images in {KODAK} (../shared is absent outside the project workspace)")
     return KODAK
-
-
-def smooth_image(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """A photo-like test image: smooth gradients, a few edges and mild noise (uint8)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    base = []
-    for c in range(channels):
-        f = 90 + 60 * np.sin(xx / (7 + 3 * c) + c) * np.cos(yy / (11 + 2 * c)) + 40 * (xx > w / 2)
-        base.append(f + rng.normal(0, 4, (h, w)))
-    arr = np.clip(np.stack(base, -1), 0, 255).astype(np.uint8)
-    return arr[..., 0] if channels == 1 else arr
 
 
 @pytest.fixture
@@ -44,6 +34,12 @@ def photo(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def photo_pixels() -> np.ndarray:
+    """A 128×96 photo-like image in memory (for the encoder search's tests)."""
+    return smooth_image(96, 128, seed=3)
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     """A folder of four small training photos."""
@@ -56,11 +52,33 @@ def data_dir(tmp_path) -> Path:
     return d
 
 
-def train_opts(data_dir, out, **kw):
-    """Options of a tiny CPU training run (N 16, M 24, crops of 64) over ``data_dir``."""
-    from aecodec.train import TrainOptions
+@pytest.fixture(scope="session")
+def net():
+    """The shipped model (zoo.load caches it: the very object the codec uses)."""
+    from aecodec.models import zoo
 
-    base = dict(data=[data_dir], out=out, steps=6, batch_size=2, crop=64, N=16, M=24, warmup=2,
-                device="cpu", log_every=1)
-    base.update(kw)
-    return TrainOptions(**base)
+    return zoo.load()[0]
+
+
+@pytest.fixture(scope="session")
+def images() -> list[np.ndarray]:
+    """A synthetic image, and three Kodak photos cropped to 256×384 where ../shared has them (to keep
+    the int64 reference of the fixed-point tests fast)."""
+    from aecodec.codec.images import prepare_image
+
+    imgs = [smooth_image(128, 192, seed=1)]
+    if (KODAK / "kodim23.png").is_file():
+        imgs += [prepare_image(KODAK / f"kodim{i:02d}.png")[0][:256, :384] for i in (1, 7, 23)]
+    return imgs
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train ~20× faster on one thread than on two on a busy 2-core machine
+    (OpenMP threads spin-wait for each other); every training run of the tests is tiny."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

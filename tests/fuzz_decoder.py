@@ -15,7 +15,7 @@ of another type or runaway allocation fails the run.
 
 ``--max-memory`` caps the process's address space (RLIMIT_AS), ``--hang`` kills a case that runs
 too long (with its stack); the summary gives the outcomes and the run's peak RSS.
-``tests/test_fuzz.py`` runs a short, seeded version of the same harness in the test suite.
+``tests/codec/test_fuzz.py`` runs a short, seeded version of the same harness in the test suite.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MAX_PIXELS = 1 << 16  # the fuzzer's decompression-bomb cap: keeps every accepte
 
 def seeds() -> list[bytes]:
     """Valid files to mutate: tiny RGB, gray, RGBA and a 2×2-tile image."""
-    from tests.conftest import smooth_image
+    from tests.helpers import smooth_image
     import numpy as np
     rgba = np.dstack([smooth_image(12, 10), np.full((12, 10), 200, np.uint8)])
     return [aecodec.encode(smooth_image(16, 24), quality=50),

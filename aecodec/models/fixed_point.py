@@ -135,7 +135,7 @@ class FixedPointHyperSynthesis(nn.Module):
 
         Runs over pieces of ``piece``×``piece`` positions of ẑ (plus :data:`HALO` of context), so
         its memory is bounded whatever the tile; the values are exact, so they are the same as one
-        pass over the whole ẑ would give (tests/test_exact.py)."""
+        pass over the whole ẑ would give (tests/models/test_fixed_point.py)."""
         z_hat = z_hat.double()
         B, _, H, W = z_hat.shape
         up = 4  # h_s upsamples 4×

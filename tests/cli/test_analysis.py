@@ -1,0 +1,57 @@
+"""aecodec.cli.analysis: inspect and rank write their reports and refuse to overwrite them."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+import aecodec
+from aecodec.cli import app
+from tests.helpers import PNG_MAGIC, fails, ok, payload_bits, smooth_image
+
+runner = CliRunner()
+
+
+def test_cli_inspect_writes_png_and_json_and_refuses_to_overwrite(tmp_path):
+    src = tmp_path / "photo.png"
+    Image.fromarray(smooth_image(64, 80)).save(src)
+    png, js = tmp_path / "report.png", tmp_path / "report.json"
+    ok(runner.invoke(app, ["inspect", str(src), "-q", "60", "-o", str(png), "--json", str(js)]))
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    d, data = json.loads(js.read_text()), aecodec.encode(src, 60)
+    assert d["quality"] == 60 and d["totals"]["bytes"] == len(data)
+    assert d["rate"]["payload_bits_file"] == payload_bits(data)
+
+    png.write_bytes(b"keep me")
+    fails(runner.invoke(app, ["inspect", str(src), "-o", str(png)]), "already exists")
+    assert png.read_bytes() == b"keep me"
+    ok(runner.invoke(app, ["inspect", str(src), "-o", str(png), "--force"]))
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+    aec = tmp_path / "photo.aec"
+    aec.write_bytes(aecodec.encode(src, 30))
+    ok(runner.invoke(app, ["inspect", str(aec), "-o", str(tmp_path / "aec.png")]))
+    assert (tmp_path / "aec.png").read_bytes().startswith(PNG_MAGIC)
+    fails(runner.invoke(app, ["inspect", str(tmp_path / "missing.png"), "-o", str(tmp_path / "m.png")]),
+          "no such file")
+
+
+def test_cli_rank_writes_csv_json_and_contact_sheet_and_refuses_to_overwrite(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(3):
+        Image.fromarray(smooth_image(48, 64, seed=seed)).save(images / f"{seed}.png")
+    out = tmp_path / "out"
+    ok(runner.invoke(app, ["rank", str(images), "-q", "50", "--top", "2", "-o", str(out)]))
+    rows = list(csv.DictReader((out / "rank.csv").open()))
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] and {r["file"] for r in rows} == {"0.png", "1.png", "2.png"}
+    d = json.loads((out / "rank.json").read_text())
+    assert [r["file"] for r in d["images"]] == [r["file"] for r in rows] and d["quality"] == 50
+    assert (out / "contact.png").read_bytes().startswith(PNG_MAGIC)
+
+    fails(runner.invoke(app, ["rank", str(images), "-o", str(out)]), "already exists")
+    ok(runner.invoke(app, ["rank", str(images), "-o", str(out), "--force"]))
+    fails(runner.invoke(app, ["rank", str(tmp_path / "nope"), "-o", str(out), "--force"]), "not a directory")

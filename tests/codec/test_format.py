@@ -1,0 +1,253 @@
+"""The .aec container: round trip and every rejection (format.py is stdlib only)."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zlib
+
+import pytest
+
+from aecodec.codec import format as fmt
+from aecodec.codec import geometry
+from aecodec.codec.format import Container, FormatError, Layout
+
+
+def make(**over) -> Container:
+    fields = dict(width=33, height=17, layout=Layout.RGB, quality=75.5, model_id="mean-scale-vr-128",
+                  weights_hash="0123456789abcdef", tile=1024, tiles=((b"zz" * 6, b"y" * 40),))
+    fields.update(over)
+    return Container(**fields)
+
+
+def recrc(data: bytes) -> bytes:
+    return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
+
+
+def test_round_trip_keeps_every_field():
+    c = make()
+    assert fmt.unpack(fmt.pack(c)) == c
+
+
+def test_round_trip_with_alpha_section():
+    c = make(layout=Layout.RGBA, alpha=b"png")
+    assert fmt.unpack(fmt.pack(c)) == c
+
+
+def test_round_trip_with_a_grid_of_tiles():
+    tiles = tuple((bytes([i]) * (8 + 4 * i), bytes([100 + i]) * (8 + 8 * i)) for i in range(6))  # 3 columns × 2 rows
+    c = make(width=130, height=70, tile=64, tiles=tiles)
+    assert fmt.unpack(fmt.pack(c)) == c
+    assert geometry.tile_grid(130, 70, 64) == (2, 3)
+
+
+def test_layout_follows_the_byte_table():
+    data = fmt.pack(make())
+    assert data[:4] == b"\x89AEC"
+    assert data[4] == 1  # version
+    assert data[5] == Layout.RGB
+    assert struct.unpack(">H", data[6:8])[0] == 7550
+    assert struct.unpack(">II", data[8:16]) == (33, 17)
+    assert struct.unpack(">H", data[16:18])[0] == 1024 // 64
+    assert data[18:26] == bytes.fromhex("0123456789abcdef")
+    n = data[26]
+    assert data[27:27 + n] == b"mean-scale-vr-128"
+    table = 27 + n
+    assert struct.unpack(">II", data[table:table + 8]) == (12, 40)  # z, y of the single tile
+    assert data[table + 8:table + 20] == b"zz" * 6
+    assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_format_module_uses_only_the_standard_library():
+    # the packages above it are registered without running their __init__ (aecodec's imports Pillow
+    # for the plugin), so only format.py and what it imports itself (aecodec.errors) are loaded
+    code = ("import sys, types; from pathlib import Path\n"
+            "for name in ('aecodec', 'aecodec.codec'):\n"
+            "    m = types.ModuleType(name); m.__path__ = [str(Path(*name.split('.')))]; sys.modules[name] = m\n"
+            "import aecodec.codec.format\n"
+            "bad = [m for m in ('torch', 'numpy', 'PIL') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_decode_rejects_wrong_magic():
+    with pytest.raises(FormatError, match="not an .aec file"):
+        fmt.unpack(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+
+
+def test_decode_rejects_empty_file():
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(b"")
+
+
+@pytest.mark.parametrize("cut", [5, 26, 30, 45, 50, -30, -1])
+def test_decode_rejects_truncated_file(cut):
+    data = fmt.pack(make())
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(data[:cut])
+
+
+def test_decode_rejects_trailing_bytes():
+    with pytest.raises(FormatError, match="trailing bytes"):
+        fmt.unpack(fmt.pack(make()) + b"\0")
+
+
+def test_decode_rejects_crc_mismatch():
+    data = bytearray(fmt.pack(make()))
+    data[-10] ^= 0x01  # a payload byte
+    with pytest.raises(FormatError, match="CRC mismatch"):
+        fmt.unpack(bytes(data))
+
+
+@pytest.mark.parametrize("version", [0, 3, 255])
+def test_decode_rejects_unknown_format_version(version):
+    data = bytearray(fmt.pack(make()))
+    data[4] = version
+    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads versions 1 and 2"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_a_folded_image_is_a_version_2_file_and_round_trips():
+    """Version 2 = version 1 + a strips field after the model id; only folded images use it."""
+    assert geometry.coded_size(20000, 1, 16) == (1250, 16 * 4 + 15 * 4)  # 16 strips of 1250: line ×4, guards
+    assert geometry.tile_grid(1250, 124, 1024) == (1, 2)
+    c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
+    data = fmt.pack(c)
+    assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16
+    assert fmt.unpack(data) == c
+    assert fmt.pack(make())[4] == 1  # everything else stays version 1
+
+
+@pytest.mark.parametrize("w,h,strips", [(20000, 1, 1), (20000, 1, 0), (100, 1, 101), (10, 1, 9), (1, 100, 60)])
+def test_impossible_folds_are_refused(w, h, strips):
+    """At least two strips, at most one per pixel of the long side, none of them empty."""
+    with pytest.raises(FormatError, match="invalid fold"):
+        fmt.pack(make(width=w, height=h, strips=strips)) if strips != 1 else fmt._check_strips(w, h, 1, 1 << 28)
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (5, b"\x00", "invalid channel layout"),
+    (5, b"\x07", "invalid channel layout"),
+    (6, struct.pack(">H", 10001), "invalid quality"),
+    (8, struct.pack(">I", 0), "invalid width"),
+    (12, struct.pack(">I", 0), "invalid height"),
+    (8, struct.pack(">I", 1 << 25), "invalid width"),
+    (16, struct.pack(">H", 0), "invalid tile size"),
+    (16, struct.pack(">H", 1025), "invalid tile size"),
+    (16, struct.pack(">H", 33), "invalid tile size"),
+])
+def test_decode_validates_each_header_field(offset, value, message):
+    data = bytearray(fmt.pack(make()))
+    data[offset:offset + len(value)] = value
+    with pytest.raises(FormatError, match=message):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_decode_caps_pixels_before_allocating():
+    data = bytearray(fmt.pack(make()))
+    data[8:16] = struct.pack(">II", 1 << 24, 1 << 24)  # 2^48 pixels, a bomb
+    bomb = recrc(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="exceeds the cap"):
+            fmt.unpack(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, f"refusing a {len(bomb)}-byte bomb allocated {peak} bytes"
+    small = fmt.pack(make(width=100, height=100))
+    with pytest.raises(FormatError, match="exceeds the cap of 9999"):
+        fmt.unpack(small, max_pixels=9999)
+    assert fmt.unpack(small, max_pixels=10000).width == 100
+
+
+def test_decode_rejects_invalid_model_id():
+    data = bytearray(fmt.pack(make(model_id="abc")))
+    data[27:30] = b"A_c"
+    with pytest.raises(FormatError, match="invalid model id"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_alpha_section_must_match_the_layout():
+    rgba_without_alpha = bytearray(fmt.pack(make()))
+    rgba_without_alpha[5] = Layout.RGBA  # now the table needs one more length than the file has
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(recrc(bytes(rgba_without_alpha)))
+    with pytest.raises(FormatError, match="alpha section"):
+        fmt.pack(make(alpha=b"png"))
+    with pytest.raises(FormatError, match="alpha section"):
+        fmt.pack(make(layout=Layout.RGBA))
+
+
+def test_tile_count_must_match_the_grid():
+    with pytest.raises(FormatError, match="tile grid has 6"):
+        fmt.pack(make(width=130, height=70, tile=64))
+
+
+def test_section_lengths_are_checked_against_the_file_size():
+    data = bytearray(fmt.pack(make()))
+    table = 27 + len("mean-scale-vr-128")
+    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFC)  # a z length of 4 GB
+    with pytest.raises(FormatError, match="truncated"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_header_only_reads_a_file_with_a_damaged_payload():
+    data = bytearray(fmt.pack(make()))
+    data[-10] ^= 0xFF
+    c = fmt.unpack(bytes(data), header_only=True)
+    assert (c.width, c.height, c.model_id) == (33, 17, "mean-scale-vr-128")
+
+
+def test_encoder_refuses_out_of_range_fields():
+    with pytest.raises(FormatError):
+        fmt.pack(make(width=0))
+    with pytest.raises(FormatError):
+        fmt.pack(make(quality=101))
+    with pytest.raises(FormatError):
+        fmt.pack(make(weights_hash="abcd"))
+    with pytest.raises(FormatError, match="invalid tile size"):
+        fmt.pack(make(tile=100))
+
+
+def test_tiles_are_capped_at_2048_pixels_so_a_header_cannot_set_the_memory_of_a_tile():
+    """A tile's rANS strings are decoded whole: a 56-byte file claiming one 4096-pixel tile (or
+    16384) must be refused before any allocation, not decoded."""
+    assert fmt.MAX_TILE == 2048
+    assert fmt.unpack(fmt.pack(make(tile=2048))).tile == 2048
+    for units in (33, 64, 256, 1024):
+        data = bytearray(fmt.pack(make()))
+        data[16:18] = struct.pack(">H", units)
+        with pytest.raises(FormatError, match="invalid tile size .* up to 2048"):
+            fmt.unpack(recrc(bytes(data)))
+    with pytest.raises(FormatError, match="invalid tile size"):
+        fmt.pack(make(tile=4096))
+
+
+@pytest.mark.parametrize("z_len,y_len", [(0, 0), (0, 40), (12, 0), (4, 40), (12, 7), (13, 40)])
+def test_sections_too_short_to_be_rans_strings_are_format_errors(z_len, y_len):
+    """An empty payload (every section length 0) must not decode to noise: a rANS string is
+    32-bit words holding at least the coder's 64-bit final state."""
+    data = bytearray(fmt.pack(make()))
+    table = 27 + len("mean-scale-vr-128")
+    body = bytes(data[:table]) + struct.pack(">II", z_len, y_len) + b"\x55" * (z_len + y_len)
+    with pytest.raises(FormatError, match="cannot be a rANS string"):
+        fmt.unpack(body + struct.pack(">I", zlib.crc32(body)))
+    with pytest.raises(FormatError, match="cannot be a rANS string"):
+        fmt.pack(make(tiles=((b"z" * z_len, b"y" * y_len),)))
+
+
+def test_every_section_the_encoder_writes_is_a_rans_string():
+    import numpy as np
+
+    import aecodec
+    from tests.helpers import smooth_image
+
+    for img, q, tile in [(smooth_image(16, 24), 0, 64), (np.zeros((1, 1, 3), np.uint8), 0, 64),
+                         (np.full((64, 64), 255, np.uint8), 0, 64), (smooth_image(130, 70), 100, 64)]:
+        for z, y in fmt.unpack(aecodec.encode(img, quality=q, tile=tile)).tiles:
+            assert len(z) >= fmt.MIN_RANS and len(y) >= fmt.MIN_RANS and not len(z) % 4 and not len(y) % 4

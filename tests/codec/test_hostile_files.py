@@ -1,0 +1,74 @@
+"""Hostile .aec files: refused before any image-sized allocation; alpha sections Pillow refuses or that are corrupt."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import aecodec
+from aecodec.codec import format as fmt
+from aecodec.models import zoo
+from tests.fuzz_decoder import craft
+from tests.helpers import smooth_image
+
+
+def _craft(width: int, height: int, tile_units: int, sections: list[bytes]) -> bytes:
+    """A file written byte by byte, as an attacker would: any header, any sections, a valid CRC."""
+    return craft(width, height, tile_units, sections, weights_hash=zoo.load()[2])
+
+
+def test_a_56_byte_file_claiming_one_4096_pixel_tile_is_refused_not_allocated():
+    bomb = _craft(4096, 4096, 4096 // 64, [b"", b""])
+    assert len(bomb) == 56
+    with pytest.raises(aecodec.FormatError, match="invalid tile size 4096"):
+        aecodec.decode(bomb)
+    for units in (256, 1024):  # 16384 and 65536-pixel tiles
+        with pytest.raises(aecodec.FormatError, match="invalid tile size"):
+            aecodec.decode(_craft(65535, 1, units, [b"", b""]))
+
+
+def test_an_empty_payload_is_a_format_error_not_a_noise_image():
+    for w, h in ((1024, 1024), (1, 1)):
+        with pytest.raises(aecodec.FormatError, match="cannot be a rANS string"):
+            aecodec.decode(_craft(w, h, 16, [b"", b""]))
+
+
+def test_a_large_claim_with_junk_strings_is_refused_before_any_image_sized_allocation(monkeypatch):
+    """16 tiles of 2048 (67 MP) with 8-byte junk strings: refused at the first tile, and nothing
+    of the image's size is allocated before every tile has decoded."""
+    data = _craft(8192, 8192, 32, [bytes(range(8))] * 32)
+    sizes = []
+    real_empty = torch.empty
+
+    def empty(*shape, **kw):
+        sizes.append(int(np.prod(shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape)))
+        return real_empty(*shape, **kw)
+
+    monkeypatch.setattr(torch, "empty", empty)
+    with pytest.raises(aecodec.FormatError, match="corrupt latent data"):
+        aecodec.decode(data)
+    assert max(sizes, default=0) < 10**6, sizes
+
+
+def test_an_alpha_plane_above_pillows_bomb_limit_decodes(monkeypatch):
+    """The alpha section is a PNG of the image's size, already checked against aecodec's own pixel
+    cap (2**28, above Pillow's 1.8e8 error limit): Pillow's DecompressionBombError must not escape
+    as a traceback, nor refuse a valid file. (The limit is lowered here to keep the image small.)"""
+    from PIL import Image
+
+    rgba = np.dstack([smooth_image(40, 56), np.full((40, 56), 77, np.uint8)])
+    data = aecodec.encode(rgba, quality=50)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 40×56 is now above 2× the limit: an error in Image.open
+    out = np.asarray(aecodec.decode(data))
+    assert out.shape == (40, 56, 4) and (out[..., 3] == 77).all()
+
+
+def test_a_corrupt_alpha_section_is_a_format_error():
+    rgba = np.dstack([smooth_image(40, 56), np.full((40, 56), 77, np.uint8)])
+    c = fmt.unpack(aecodec.encode(rgba, quality=50))
+    for alpha in (c.alpha[:20], c.alpha[:8] + bytes(len(c.alpha) - 8), b"\x89PNG\r\n\x1a\n" + bytes(40)):
+        with pytest.raises(aecodec.FormatError, match="corrupt alpha section"):
+            aecodec.decode(fmt.pack(dataclasses.replace(c, alpha=alpha)))
