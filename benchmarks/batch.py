@@ -35,10 +35,8 @@ from pathlib import Path
 from aecodec.batch import read_manifest
 from aecodec.codec.images import image_files
 from aecodec.device import cpu_name
-from benchmarks.report import page_link, replace_block
+from benchmarks.report import BATCH_PAGE, page_link, replace_block
 from benchmarks.speed import _process, _steal
-
-PAGE = Path("docs/batch.md")  # the page that shows the batch block
 
 
 def _configs(kind: str, folder: Path, out: Path, cores: int) -> dict[str, list[list[str]]]:
@@ -170,8 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="Results JSON to write.")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="Only the first N images.")
-    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=PAGE, metavar="PAGE",
-                    help=f"Rewrite this page's <!-- batch:begin --> block (no value: {PAGE}).")
+    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=BATCH_PAGE, metavar="PAGE",
+                    help=f"Rewrite this page's <!-- batch:begin --> block (no value: {BATCH_PAGE}).")
     a = ap.parse_args(argv)
     import ray
     import torch

@@ -109,6 +109,10 @@ def speed_markdown(sp: dict, path: Path, page_dir: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+SPEED_PAGE = Path("docs/performance.md")  # the page that shows the speed block (benchmarks.speed)
+BATCH_PAGE = Path("docs/batch.md")  # the page that shows the batch block (benchmarks.batch)
+
+
 def page_link(path: Path | str, page_dir: Path | None) -> str:
     """``path`` (relative to the working directory) as a link from a page in ``page_dir``."""
     return str(path) if page_dir is None else os.path.relpath(Path(path).resolve(), Path(page_dir).resolve())
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--speed", type=Path, default=Path("benchmarks/results/speed.json"))
-    ap.add_argument("--speed-page", type=Path, default=Path("docs/performance.md"),
+    ap.add_argument("--speed-page", type=Path, default=SPEED_PAGE,
                     help="the page whose speed block is rewritten from --speed")
     a = ap.parse_args(argv)
     r = json.loads(a.results.read_text())

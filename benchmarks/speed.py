@@ -42,8 +42,7 @@ from PIL import Image
 import aecodec
 from aecodec.codec.images import image_files, load_rgb
 from aecodec.device import cpu_name
-
-PAGE = Path("docs/performance.md")  # the page that shows the speed block
+from benchmarks.report import SPEED_PAGE, replace_block, speed_markdown
 
 
 def mosaic(kodak: Path, megapixels: float, seed: int = 0) -> np.ndarray:
@@ -161,8 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--cli-repeat", type=int, default=7, help="runs of each whole command (0: skip them)")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=PAGE, metavar="PAGE",
-                    help=f"rewrite this page's speed block from the results (no value: {PAGE})")
+    ap.add_argument("--page", "--readme", type=Path, nargs="?", const=SPEED_PAGE, metavar="PAGE",
+                    help=f"rewrite this page's speed block from the results (no value: {SPEED_PAGE})")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.page and not a.out:
@@ -194,8 +193,6 @@ def main(argv=None) -> int:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(result, indent=1))
     if a.page:  # the block links to the results file: benchmarks.report renders it (as on landing)
-        from .report import replace_block, speed_markdown
-
         a.page.write_text(replace_block(a.page.read_text(), "speed", speed_markdown(result, a.out, a.page.parent)))
     return 0
 

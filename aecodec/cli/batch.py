@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AecodecError, one_line
-from .options import MODEL_HELP, QUALITY_HELP, Quiet
+from .options import QUALITY_HELP, Model, Quiet
 from .output import error, fail, os_error_line, progress_bar, say, show_bar, signals_stop, size_budget, stop_reason, tick
 
 __all__ = ["batch_app"]
@@ -34,7 +34,6 @@ Manifest = Annotated[Optional[str], typer.Option(
 BatchForce = Annotated[bool, typer.Option("--force", "-f", help="Redo outputs that are already there and verify "
                                                                  "(default: skip them).")]
 BatchVerbose = Annotated[bool, typer.Option("-v", "--verbose", help="One line per image.")]
-Model = Annotated[Optional[str], typer.Option(help=MODEL_HELP)]
 Effort = Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9, as for aecodec encode.")]
 
 
@@ -42,7 +41,8 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
            quiet: bool, verbose: bool) -> None:
     """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary.
     A job that cannot start (bad options, no Ray, bad folders, a pool the cluster cannot hold) raises
-    an :class:`~aecodec.errors.AecodecError`: one line, exit 2; one that fails later exits 1."""
+    an :class:`~aecodec.errors.AecodecError`, which the command group reports (one line, exit 2); one
+    that fails later exits 1."""
     from ..batch import Job, run_job
 
     job = Job(**job)
@@ -65,8 +65,8 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
                 summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started,
                                   address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                                   gpus_per_worker=gpus_per_worker)
-        except AecodecError as exc:  # the job cannot start
-            fail(str(exc))
+        except AecodecError:  # the job cannot start: the command group's one line, exit 2
+            raise
         except KeyboardInterrupt as exc:
             what, code = stop_reason(exc)
             fail(f"{what}; what was done is in the manifest's .partial file, and a rerun resumes", code)
