@@ -71,13 +71,14 @@ from ..errors import FormatError
 from .geometry import MAX_SIDE, MAX_TILE, TILE_UNIT, coded_size, tile_grid, valid_fold
 
 __all__ = ["MAGIC", "VERSION", "READS", "Layout", "Container", "FormatError", "pack", "unpack", "DEFAULT_MAX_PIXELS",
-           "MAX_SIDE", "TILE_UNIT", "MAX_TILE"]
+           "MAX_CHANNELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE"]
 
 MAGIC = b"\x89AEC"
 VERSION = 2  # the newest version this module reads and writes
 READS = (1, 2)
 MIN_RANS = 8  # bytes of the shortest rANS string: the coder's 64-bit final state
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; configurable per call (decompression-bomb cap)
+MAX_CHANNELS = 512  # latent channels (y's M, z's N) a model may have: bounds what a section can hold
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 _FIXED = struct.Struct(">4sBBHIIH8sB")  # magic … id length: 27 bytes
