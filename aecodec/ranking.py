@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from .codec.api import DEFAULT_QUALITY
 from .codec.format import FormatError
-from .codec.images import image_files
+from .codec.images import IMAGE_SUFFIXES, image_files
 from .errors import CodecError
 from .inspection import Inspection, finite, inspect
 
@@ -51,6 +51,27 @@ class Ranking:
                 "images": self.rows, "skipped": self.skipped}
 
 
+def not_files(folder: Path) -> list[tuple[Path, str]]:
+    """The entries of ``folder`` named like images that are not files (and so not ranked), each
+    with why: a dangling symbolic link, a loop of links, a directory, a device or pipe."""
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_file():
+            continue
+        if path.is_symlink() and not path.exists():
+            try:
+                path.resolve(strict=True)
+                reason = "an unreadable symbolic link"
+            except FileNotFoundError:
+                reason = "a dangling symbolic link"
+            except (OSError, RuntimeError):
+                reason = "a loop of symbolic links"
+        else:
+            reason = "a directory" if path.is_dir() else "not a regular file"
+        found.append((path, reason))
+    return found
+
+
 def rank(folder: str | os.PathLike, quality: float = DEFAULT_QUALITY, *, top: int = 10,
          model: str | os.PathLike | None = None, device: str = "cpu",
          progress: Optional[Callable[[str], None]] = None) -> Ranking:
@@ -68,9 +89,13 @@ def rank(folder: str | os.PathLike, quality: float = DEFAULT_QUALITY, *, top: in
     if top < 1:
         raise CodecError(f"top must be at least 1, got {top}")
     files = image_files([folder])
+    skipped = []
+    for path, reason in not_files(folder):
+        skipped.append({"file": path.name, "reason": reason})
+        warnings.warn(f"{path}: skipped ({reason})", stacklevel=2)
     if not files:
         raise CodecError(f"{folder}: no images found")
-    rows, heap, skipped = [], [], []
+    rows, heap = [], []
     for n, path in enumerate(files):
         if progress is not None:
             progress(str(path))

@@ -114,7 +114,8 @@ def run() -> NoReturn:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: started with that stream closed
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe (| head): nothing more can reach it
             pass
     os._exit(code)

@@ -4,14 +4,14 @@ most (:mod:`aecodec.inspection`, :mod:`aecodec.ranking`, drawn by :mod:`aecodec.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..errors import CodecError
 from .options import QUALITY_HELP, Device, Force, Model, Quiet
-from .output import for_each
+from .output import check_outputs, check_quality, fail, for_each, same_file
 
 __all__ = ["inspect", "rank"]
 
@@ -32,11 +32,11 @@ def inspect(
     from ..inspection import inspect as measure
     from ..reports import render_report
 
+    check_quality(quality)
+    targets = [output] + ([json_out] if json_out else [])
+    check_outputs(targets, [source], force)
+
     def one(src):
-        targets = [output] + ([json_out] if json_out else [])
-        for path in targets:  # before the work, not after it
-            if Path(path).exists() and not force:
-                raise CodecError(f"{path}: already exists (use --force to overwrite)")
         r = measure(src, quality, model=model, device=device)
         write_atomic(output, render_report(r), overwrite=force)
         if json_out:
@@ -51,7 +51,7 @@ def inspect(
 
 def rank(
     folder: Annotated[str, typer.Argument(metavar="DIR", help="Folder of images (not searched recursively).")],
-    output: Annotated[str, typer.Option("-o", "--output", help="Folder for rank.csv, rank.json and contact.png (created if missing).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="Folder for rank.csv, rank.json and contact.png (created if missing; not the folder of images).")],
     quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the most expensive images the contact sheet shows.")] = 10,
     force: Force = False,
@@ -68,16 +68,21 @@ def rank(
     from ..ranking import rank as rank_folder
     from ..reports import render_contact_sheet
 
+    check_quality(quality)
+    out = Path(output)
+    if os.path.lexists(out) and not out.is_dir():
+        fail(f"{out}: not a directory")
+    if Path(folder).is_dir() and same_file(out, folder):
+        fail(f"{out}: the report would land among the images it ranks (choose another folder)")
+    targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
+    if out.is_dir():
+        check_outputs(targets, [], force)
+    else:  # created after the work: its parent must take it
+        check_outputs([out], [], force)
+
     def one(src):
-        out = Path(output)
-        if out.exists() and not out.is_dir():
-            raise CodecError(f"{out}: not a directory")
-        targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
-        for path in targets:
-            if path.exists() and not force:
-                raise CodecError(f"{path}: already exists (use --force to overwrite)")
         ranking = rank_folder(src, quality, top=top, model=model, device=device)
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(exist_ok=True)
         write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
         write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
         write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)

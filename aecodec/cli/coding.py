@@ -13,7 +13,7 @@ import typer
 
 from ..errors import AecodecError
 from .options import QUALITY_HELP, VERBOSE_HELP, Device, Force, Model, Quiet
-from .output import fail, for_each, pair_outputs, per_file, read_input, say, size_budget
+from .output import check_quality, fail, for_each, pair_outputs, per_file, read_input, say, size_budget, write_stdout
 
 __all__ = ["encode", "decode", "info"]
 
@@ -42,6 +42,7 @@ def encode(
     from ..codec import api, files
 
     size = size_budget(quality, target_size, target_bpp)
+    check_quality(quality)
     try:
         api.check_target(size, target_bpp)  # before any input is read
     except AecodecError as exc:
@@ -57,8 +58,7 @@ def encode(
         data = api.encode(source, quality, target_size=size, target_bpp=target_bpp, effort=effort, model=model,
                           device=device, progress=not quiet and len(pairs) == 1)
         if dst == "-":
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            write_stdout(data)
         else:
             files.write_atomic(dst, data, overwrite=force)
         if per_file(len(pairs), quiet, verbose):
@@ -96,7 +96,7 @@ def decode(
         if per_file(len(pairs), quiet, verbose):
             say(f"{src} -> {dst}: {img.width}x{img.height} {img.mode}")
 
-    pairs = pair_outputs(inputs, output, ".png", force)
+    pairs = pair_outputs(inputs, output, ".png", force, check=files.check_image_format)
     for_each(pairs, one, quiet, "decoded", verbose)
 
 

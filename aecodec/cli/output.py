@@ -5,8 +5,9 @@
 - Errors: a library error, a failed read or write, running out of memory become one line that
   names the file (:func:`guard`); a batch of items goes on past a failed one and exits 1
   (:func:`for_each`); Ctrl-C, SIGTERM and SIGHUP stop a command with exit 128 + the signal number.
-- Outputs: every output is named and checked before any work starts (:func:`pair_outputs`), so
-  that a mistake costs nothing and leaves nothing.
+- Outputs: every output is named and checked before any work starts (:func:`check_outputs`, the
+  one output policy of every command that writes), so that a mistake costs nothing, leaves nothing
+  and never replaces an input.
 
 Standard library and Typer only: loaded by every command, ``info`` and ``--version`` included.
 """
@@ -94,8 +95,27 @@ def guard(quiet: bool, src: str):
         finally:
             if not quiet:
                 for w in caught:
-                    if issubclass(w.category, UserWarning) and "aecodec" in (w.filename or ""):
-                        say(f"aecodec: warning: {w.message}")
+                    line = warning_line(w, src)
+                    if line:
+                        say(f"aecodec: warning: {line}")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # aecodec/, wherever it is installed
+
+
+def warning_line(w: warnings.WarningMessage, src: str) -> Optional[str]:
+    """What the user sees of a warning raised while ``src`` was worked on, or None: aecodec's own
+    (UserWarning, already naming the file), and Pillow's about the image (a UserWarning or a
+    DecompressionBombWarning), prefixed with ``src``. Decided by the module that raised it, not by
+    the words in the path it is installed under; other libraries' warnings are not the user's."""
+    where = os.path.abspath(w.filename or "")
+    if issubclass(w.category, UserWarning) and where.startswith(_PACKAGE + os.sep):
+        return str(w.message)
+    pil = sys.modules.get("PIL")
+    pil_dir = os.path.dirname(os.path.abspath(pil.__file__)) if pil is not None and pil.__file__ else None
+    if (pil_dir and where.startswith(pil_dir + os.sep) and issubclass(w.category, (UserWarning, RuntimeWarning))):
+        return f"{src}: {w.message}"
+    return None
 
 
 def for_each(items, fn: Callable, quiet: bool, done: str = "", verbose: bool = False) -> None:
@@ -171,10 +191,12 @@ def signals_stop():
 
 
 # ----------------------------------------------------------------------------- inputs and outputs
-def pair_outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool) -> list[tuple[str, str]]:
-    """Pair each input with its output, and check them all before any work (no two inputs onto one
-    output; none already there without --force). -o FILE (one input); -o DIR (an existing directory,
-    or any -o ending in /): the input names with ``suffix`` inside it; -o -; default: the input name
+def pair_outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool,
+                 check: Optional[Callable[[str], None]] = None) -> list[tuple[str, str]]:
+    """Pair each input with its output and check them all by :func:`check_outputs`, and by ``check``
+    (an output file name → an :class:`~aecodec.errors.AecodecError` if it cannot be written, e.g. an
+    image format without a writer: exit 2). -o FILE (one input); -o DIR (an existing directory, or
+    any -o ending in /): the input names with ``suffix`` inside it; -o -; default: the input name
     with ``suffix`` (stdin: stdout)."""
     if out == "":
         fail("-o: empty path")
@@ -187,20 +209,96 @@ def pair_outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool
         pairs = [(inputs[0], out)]
     else:
         pairs = [(i, "-" if i == "-" and not into_dir else default_output(i, out, suffix)) for i in inputs]
-    seen = {}
-    for src, dst in pairs:
-        key = dst if dst == "-" else Path(dst).resolve()
-        if key in seen:
-            fail(f"{dst}: both {seen[key]} and {src} would be written there")
-        seen[key] = src
-    for path in (Path(dst) for _, dst in pairs if dst != "-"):
-        if not path.parent.is_dir():
-            fail(f"{path}: output directory {path.parent} does not exist", 1)
-        if path.is_dir():
-            fail(f"{path}: is a directory", 1)
-        if path.exists() and not force:
-            fail(f"{path}: already exists (use --force to overwrite)", 1)
+    for _, dst in pairs:
+        if check is not None and dst != "-":
+            try:
+                check(dst)
+            except AecodecError as exc:
+                fail(str(exc))
+    check_outputs([dst for _, dst in pairs], inputs, force, sources=[src for src, _ in pairs])
     return pairs
+
+
+def check_outputs(outputs: list, inputs: list, force: bool, *, sources: Optional[list] = None) -> None:
+    """The output policy of every command that writes, applied before any work, so that a mistake
+    costs nothing and no user's file is lost (exit 2: what was asked is impossible; 1: the file
+    system refuses it):
+
+    - an output that is, or resolves to (a link, ``..``, a hard link), one of ``inputs`` is refused
+      even with --force: writing it would destroy the input (2);
+    - two outputs that are one file are refused (2); ``sources`` (one per output) name who collides;
+    - each output must be writable (:func:`aecodec.codec.files.check_output`): its folder exists, is
+      a folder and takes a new file, its name leaves room for the temp file's, it is not a
+      directory, and anything already there — a dangling link too — needs --force (1);
+    - ``-`` (standard output) must be open (1).
+    """
+    from ..codec.files import check_output
+
+    inputs = [str(i) for i in inputs if str(i) != "-"]
+    seen: dict = {}
+    for n, dst in enumerate(map(str, outputs)):
+        if dst == "-":
+            if not stdout_open():
+                fail("-o -: standard output is closed", 1)
+            continue
+        for src in inputs:
+            if same_file(dst, src):
+                fail(f"{dst}: is {'also ' if dst != src else ''}an input{f' ({src})' if dst != src else ''}; "
+                     "writing it would destroy it (choose another output)")
+        key = _identity(dst)
+        if key in seen:
+            fail(f"{dst}: both {seen[key][1]} and {sources[n]} would be written there" if sources
+                 else f"{dst}: named for two outputs")
+        seen[key] = (dst, sources[n] if sources else dst)
+    for dst in map(str, outputs):
+        if dst != "-":
+            try:
+                check_output(dst, overwrite=force)
+            except AecodecError as exc:
+                fail(str(exc), 1)
+
+
+def _identity(path: str):
+    """What makes two paths one file: the resolved path (links and ``..`` followed)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a loop of links, a path too long: compare as written
+        return os.path.abspath(path)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same resolved path, or (both existing) the
+    same inode — a hard link."""
+    if _identity(str(a)) == _identity(str(b)):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def stdout_open() -> bool:
+    """Whether standard output can be written (a command started with ``>&-`` has none)."""
+    if sys.stdout is None:  # Python's stdout when the process started without file descriptor 1
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # an in-process stream (a test's), not a descriptor
+        return not getattr(sys.stdout, "closed", False)
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def write_stdout(data: bytes) -> None:
+    """``data`` on standard output; a closed or broken one is an error that says so."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except (OSError, ValueError, AttributeError) as exc:
+        raise AecodecError(f"standard output: {getattr(exc, 'strerror', None) or 'closed'}") from None
 
 
 def per_file(n: int, quiet: bool, verbose: bool) -> bool:
@@ -233,6 +331,18 @@ def parse_size(text: str) -> int | None:
         return None
     n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
     return n if n > 0 else None
+
+
+def check_quality(quality) -> None:
+    """-q before any work: a number from 0 to 100 (NaN is not one), else exit 2 like any bad option."""
+    if quality is None:
+        return
+    from ..codec.api import check_quality as check
+
+    try:
+        check(quality)
+    except AecodecError as exc:
+        fail(f"-q/--quality: {exc}")
 
 
 def size_budget(quality, target_size: str | None, target_bpp) -> int | None:

@@ -10,7 +10,8 @@ import typer
 
 from ..errors import TrainError
 from ..models.zoo import DEFAULT_MODEL_ID
-from .output import fail
+from .options import Force
+from .output import check_outputs, fail, same_file
 
 __all__ = ["train", "export"]
 
@@ -46,6 +47,7 @@ def train(
     aux_transform: Annotated[bool, typer.Option("--aux-transform", help="Add AuxT, a zero-initialised linear Haar shortcut beside g_a and g_s (a new run, or --init-from weights without one).")] = False,
     n_channels: Annotated[int, typer.Option("--N", hidden=True, help="Channels of g_a/g_s (new runs).")] = 128,
     m_channels: Annotated[int, typer.Option("--M", hidden=True, help="Latent channels (new runs).")] = 192,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Write -o over an existing file (not needed when it is the --resume checkpoint itself, which a run continues).")] = False,
 ) -> None:
     """Train (or continue training) a variable-rate model on folders of photos.
 
@@ -56,6 +58,11 @@ def train(
     from ..train import TrainOptions
     from ..train import train as train_chunk
 
+    for folder in data:
+        if not folder.is_dir():
+            fail(f"{folder}: {'not a' if folder.exists() else 'no such'} directory", 1)
+    own = resume is not None and same_file(out, resume)  # a run continues its own checkpoint
+    check_outputs([out], [init_from] if init_from is not None else [], force or own)
     lams = None
     if lambdas is not None:
         try:
@@ -77,10 +84,11 @@ def train(
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Resumable training checkpoint.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Shippable weights file to write.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Shippable weights file to write (never the checkpoint itself).")],
     storage: Annotated[str, typer.Option(
         "--storage", help="mixed: float16 convolutions, float32 GDN and entropy models (half the size); "
                           "or fp32.")] = "mixed",
+    force: Force = False,
 ) -> None:
     """Strip training state and compute the entropy coder's CDF tables once."""
     from ..models.checkpoint import STORAGES
@@ -88,6 +96,7 @@ def export(
 
     if storage not in STORAGES:
         fail(f"--storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+    check_outputs([out], [checkpoint], force)
     try:
         export_weights(checkpoint, out, storage=storage)
     except FileNotFoundError:

@@ -3,6 +3,7 @@ asked), reading with one-line errors, and saving decoded images in the format th
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -14,7 +15,7 @@ from PIL import Image
 from ..errors import CodecError, one_line
 from .api import decode, encode
 
-__all__ = ["write_atomic", "temp_target", "read_file", "save_image", "encode_file", "decode_file"]
+__all__ = ["write_atomic", "check_output", "temp_target", "read_file", "save_image", "check_image_format", "encode_file", "decode_file"]
 
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z")  # what _create_beside names a temp file
 
@@ -23,14 +24,16 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=Non
     """Write ``data`` (or call ``save(tmp_path)``) to a temp file beside ``path``, fsync it, then rename.
 
     Never leaves a partial file: on any error (or Ctrl-C) the temp file is removed, and errors name
-    ``path``, never the temp file. The new file's mode is 0o666 less the umask, as for ``open``.
+    ``path``, never the temp file. Refuses what :func:`check_output` refuses, except that it finds
+    an unwritable folder only when it creates the temp file. The new file's mode is 0o666 less the
+    umask, as for ``open``.
     """
     path = Path(path)
-    if not path.parent.is_dir():
-        raise CodecError(f"{path}: output directory {path.parent} does not exist")
-    if path.exists() and not overwrite:
-        raise CodecError(f"{path}: already exists (use --force to overwrite)")
-    fd, tmp = _create_beside(path)
+    _check_path(path, overwrite)
+    try:
+        fd, tmp = _create_beside(path)
+    except OSError as exc:
+        raise CodecError(f"{path}: cannot write here ({exc.strerror or one_line(exc)})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             if data is not None:
@@ -48,6 +51,23 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=Non
     _fsync_dir(path.parent)
 
 
+def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Whether :func:`write_atomic` can write ``path``, found out before any work: a
+    :class:`CodecError` saying why not. Refused: a folder that is missing or is not one, a name that
+    leaves no room for the temp file's (:data:`TEMP_EXTRA` bytes more), a directory at ``path``,
+    anything already there — a dangling symbolic link included — unless ``overwrite``, and a folder
+    where no file can be created (no permission, a read-only file system), found by creating and
+    removing the temp file itself."""
+    path = Path(path)
+    _check_path(path, overwrite)
+    try:
+        fd, tmp = _create_beside(path)
+    except OSError as exc:
+        raise CodecError(f"{path}: cannot write in {path.parent} ({exc.strerror or one_line(exc)})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def _create_beside(path: Path) -> tuple[int, str]:
     """A new hidden temp file beside ``path``, opened for writing; the kernel applies the umask."""
     while True:
@@ -56,6 +76,33 @@ def _create_beside(path: Path) -> tuple[int, str]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
         except FileExistsError:
             continue
+
+
+TEMP_EXTRA = len("." + ".01234567.tmp")  # bytes a temp file's name adds to its output's
+
+
+def _check_path(path: Path, overwrite: bool) -> None:
+    """:func:`check_output` without creating anything."""
+    if path.name in ("", ".", ".."):
+        raise CodecError(f"{path}: not a file name")
+    try:
+        name_max = os.pathconf(path.parent if path.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), a folder too long to ask
+        name_max = 255
+    if len(os.fsencode(path.name)) + TEMP_EXTRA > name_max:
+        raise CodecError(f"{path}: file name too long ({len(os.fsencode(path.name))} bytes; at most "
+                         f"{name_max - TEMP_EXTRA}, as its temp file adds {TEMP_EXTRA})")
+    try:
+        if not path.parent.is_dir():
+            what = "is not a directory" if os.path.lexists(path.parent) else "does not exist"
+            raise CodecError(f"{path}: output directory {path.parent} {what}")
+        if path.is_dir():
+            raise CodecError(f"{path}: is a directory")
+        if os.path.lexists(path) and not overwrite:
+            what = "a dangling symbolic link" if path.is_symlink() and not path.exists() else "already exists"
+            raise CodecError(f"{path}: {what} (use --force to overwrite)")
+    except OSError as exc:  # a path too long for the system, a loop of links
+        raise CodecError(f"{path}: {exc.strerror or one_line(exc)}") from None
 
 
 def temp_target(path: str | os.PathLike) -> Path | None:
@@ -125,6 +172,23 @@ def save_image(img: Image.Image, dst: str | os.PathLike, *, overwrite: bool = Fa
     except (KeyError, OSError, ValueError) as exc:  # no writer, a mode the format cannot store, a write error
         reason = "no writer" if isinstance(exc, KeyError) else getattr(exc, "strerror", None) or one_line(exc)
         raise CodecError(f"{dst}: cannot write {fmt_name} ({reason})") from None
+
+
+def check_image_format(dst: str | os.PathLike) -> None:
+    """Whether :func:`save_image` has a writer for ``dst``'s format, found out before any decode: a
+    :class:`CodecError` when Pillow cannot write it (a read-only format like FITS, a stub like HDF5
+    whose handler is not installed, one that takes neither gray nor RGB pixels)."""
+    fmt_name = _format_of(Path(dst).suffix.lower()) or "PNG"
+    reasons = []
+    for mode in ("RGB", "L"):
+        try:
+            Image.new(mode, (1, 1)).save(io.BytesIO(), format=fmt_name)
+            return
+        except KeyError:
+            raise CodecError(f"{dst}: cannot write {fmt_name} (Pillow reads it but has no writer)") from None
+        except (OSError, ValueError) as exc:
+            reasons.append(one_line(exc))
+    raise CodecError(f"{dst}: cannot write {fmt_name} ({reasons[0]})")
 
 
 def encode_file(src, dst: str | os.PathLike, quality: float | None = None, *, overwrite: bool = False,
