@@ -200,9 +200,9 @@ def pair_outputs(inputs: list[str], out: Optional[str], suffix: str, force: bool
     with ``suffix`` (stdin: stdout)."""
     if out == "":
         fail("-o: empty path")
-    into_dir = out not in (None, "-") and (out.endswith(("/", os.sep)) or Path(out).is_dir())
-    if into_dir and not Path(out).is_dir():
-        fail(f"{out}: {'not a' if Path(out).exists() else 'no such'} directory")
+    into_dir = out not in (None, "-") and (out.endswith(("/", os.sep)) or _is_dir(out))
+    if into_dir and not _is_dir(out):
+        fail(f"{out}: {'not a' if os.path.lexists(out) else 'no such'} directory")
     if len(inputs) > 1 and out is not None and not into_dir:
         fail("with several inputs, -o must name an existing directory")
     if out is not None and not into_dir:
@@ -256,6 +256,14 @@ def check_outputs(outputs: list, inputs: list, force: bool, *, sources: Optional
                 check_output(dst, overwrite=force)
             except AecodecError as exc:
                 fail(str(exc), 1)
+
+
+def _is_dir(path: str) -> bool:
+    """Whether ``path`` is a directory; False for a name the system refuses (too long, a loop)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
 
 
 def _identity(path: str):

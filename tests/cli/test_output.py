@@ -146,8 +146,9 @@ _STALLING_DECODE = textwrap.dedent("""
 
     def stalling_save(self, fp, *args, **kwargs):
         real_save(self, fp, *args, **kwargs)
-        Path(ready).touch()  # the temp file is written, not yet renamed
-        time.sleep(60)
+        if isinstance(fp, (str, Path)):  # not the writer check's probe into memory
+            Path(ready).touch()  # the temp file is written, not yet renamed
+            time.sleep(60)
 
     Image.Image.save = stalling_save
     ready, sys.argv = sys.argv[1], ["aecodec", *sys.argv[2:]]
@@ -196,3 +197,175 @@ def test_signal_handlers_are_installed_only_while_a_command_runs(photo, tmp_path
         signal.signal(signal.SIGHUP, old_hup)
     assert before == signal.SIG_DFL and callable(seen["term"])  # SIGTERM stops the command, while it runs…
     assert signal.getsignal(signal.SIGTERM) == before  # …and the library leaves it as it was
+
+
+# ----------------------------------------------------------------------------- the output policy
+# Every command that writes checks all its outputs before any work (cli.output.check_outputs): the
+# cases below are the ways earlier versions lost a user's file or failed after the work.
+def _no_work(monkeypatch):
+    """Make any encode, decode or inspection fail the test: a refusal must come before the work."""
+    def work(*args, **kwargs):
+        raise AssertionError("the work started before the outputs were checked")
+
+    import aecodec.inspection
+    import aecodec.ranking
+
+    monkeypatch.setattr(api, "encode", work)
+    monkeypatch.setattr(api, "decode", work)
+    monkeypatch.setattr(aecodec.inspection, "inspect", work)
+    monkeypatch.setattr(aecodec.ranking, "rank", work)
+
+
+def _photo(tmp_path, name="in.png") -> Path:
+    p = tmp_path / name
+    Image.fromarray(smooth_image(24, 32)).save(p)
+    return p
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, monkeypatch):
+    src = _photo(tmp_path)
+    before = src.read_bytes()
+    (tmp_path / "link.aec").symlink_to(src)
+    (tmp_path / "hard.png").hardlink_to(src)
+    (tmp_path / "sub").mkdir()
+    _no_work(monkeypatch)
+    for out in (src, tmp_path / "link.aec", tmp_path / "sub" / ".." / "in.png"):
+        r = fails(runner.invoke(app, ["encode", str(src), "-o", str(out), "--force"]), "writing it would destroy it")
+        assert r.exit_code == 2
+    fails(runner.invoke(app, ["encode", str(tmp_path / "hard.png"), "-o", str(src), "-f"]), "is also an input")
+    fails(runner.invoke(app, ["inspect", str(src), "-o", str(src), "-f"]), "is an input")
+    assert src.read_bytes() == before and (tmp_path / "link.aec").is_symlink()
+
+
+def test_a_dangling_link_counts_as_an_existing_output(tmp_path, monkeypatch):
+    src = _photo(tmp_path)
+    (tmp_path / "out.aec").symlink_to(tmp_path / "nowhere")
+    _no_work(monkeypatch)
+    r = fails(runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "out.aec")]), "dangling symbolic link")
+    assert r.exit_code == 1 and (tmp_path / "out.aec").is_symlink()
+
+
+def test_outputs_whose_folder_cannot_take_them_are_refused_before_the_work(tmp_path, monkeypatch):
+    src = _photo(tmp_path)
+    _no_work(monkeypatch)
+    fails(runner.invoke(app, ["encode", str(src), "-o", str(src / "y.aec")]),
+          f"{src / 'y.aec'}: output directory {src} is not a directory")
+    fails(runner.invoke(app, ["encode", str(src), "-o", str(tmp_path / "nodir" / "y.aec")]), "does not exist")
+    for name_bytes in (256, 242):  # too long for the system; too long once the temp file's suffix is added
+        out = tmp_path / ("n" * (name_bytes - 4) + ".aec")
+        r = fails(runner.invoke(app, ["encode", str(src), "-o", str(out)]), "file name too long")
+        assert ".tmp" not in r.output and r.exit_code == 1
+    ok_name = tmp_path / ("n" * (241 - 4) + ".aec")  # the longest that works
+    monkeypatch.undo()
+    ok(runner.invoke(app, ["encode", str(src), "-o", str(ok_name)]))
+    assert ok_name.stat().st_size > 0
+
+
+def test_a_read_only_folder_is_refused_before_the_work_naming_the_output(tmp_path, monkeypatch):
+    import os
+
+    folder = Path("/sys") if Path("/sys").is_dir() else None
+    if folder is None or os.access(folder, os.W_OK) and not Path("/proc").is_dir():
+        pytest.skip("no read-only folder to write into on this system")
+    src = _photo(tmp_path)
+    _no_work(monkeypatch)
+    r = fails(runner.invoke(app, ["encode", str(src), "-o", str(folder / "y.aec")]), f"{folder / 'y.aec'}: cannot write in")
+    assert ".tmp" not in r.output and r.exit_code == 1
+
+
+def test_inspect_refuses_one_file_named_twice_and_a_missing_folder_before_measuring(tmp_path, monkeypatch):
+    src = _photo(tmp_path)
+    _no_work(monkeypatch)
+    fails(runner.invoke(app, ["inspect", str(src), "-o", str(tmp_path / "r.png"), "--json", str(tmp_path / "r.png")]),
+          "named for two outputs")
+    fails(runner.invoke(app, ["inspect", str(src), "-o", str(tmp_path / "nodir" / "r.png")]), "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_rank_never_writes_its_report_among_the_images_or_into_a_missing_parent(tmp_path, monkeypatch):
+    _photo(tmp_path)
+    _no_work(monkeypatch)
+    fails(runner.invoke(app, ["rank", str(tmp_path), "-o", str(tmp_path)]), "among the images it ranks")
+    fails(runner.invoke(app, ["rank", str(tmp_path), "-o", str(tmp_path / "a" / "b")]), "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_decode_refuses_a_format_pillow_cannot_write_before_decoding(tmp_path, monkeypatch):
+    aec = _aec(_photo(tmp_path))
+    _no_work(monkeypatch)
+    fails(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "x.h5")]), "cannot write HDF5")
+    r = fails(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "x.fits")]), "cannot write FITS")
+    assert r.exit_code == 2 and not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize("args", [["-q", "nan"], ["-q", "inf"], ["-q", "-1"]])
+def test_every_impossible_quality_is_a_usage_error(tmp_path, monkeypatch, capsys, args):
+    from aecodec.cli import main
+
+    src = _photo(tmp_path)
+    _no_work(monkeypatch)
+    assert main(["encode", str(src), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aecodec: error:") and err.count("\n") == 1, err
+
+
+def test_a_closed_standard_output_is_one_line_before_the_work(tmp_path):
+    src = _photo(tmp_path)
+    r = subprocess.run(f'exec "{sys.executable}" -m aecodec encode "{src}" -o - >&-', shell=True,
+                       capture_output=False, stderr=subprocess.PIPE, timeout=120)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and err == "aecodec: error: -o -: standard output is closed\n", err
+
+
+def test_pillows_warnings_are_named_by_the_module_that_raised_them_not_the_install_path():
+    import warnings
+
+    import PIL
+
+    from aecodec.cli.output import warning_line
+
+    def w(filename, category=UserWarning):
+        return warnings.WarningMessage("Palette images with transparency …", category, filename, 1)
+
+    pil_file = str(Path(PIL.__file__).parent / "Image.py")
+    assert warning_line(w(pil_file), "x.png") == "x.png: Palette images with transparency …"
+    assert warning_line(w(pil_file, PIL.Image.DecompressionBombWarning), "x.png").startswith("x.png: ")
+    assert warning_line(w("/home/aecodec/venv/lib/torch/nn/functional.py"), "x.png") is None
+    assert warning_line(w(pil_file, DeprecationWarning), "x.png") is None
+
+
+# The fuzz family for output paths: every way to name an output, with and without --force. Whatever
+# happens, no file that was there before is changed unless it is the output and --force was given,
+# and a refusal is one line with exit 1 or 2 and leaves nothing behind.
+_OUTPUTS = ["new.aec", "exists.aec", "in.png", "sub/../in.png", "link-to-input.aec", "dangling.aec",
+            "dir", "dir/", "in.png/x.aec", "nodir/x.aec", "n" * 240 + ".aec", "n" * 300 + ".aec", "", ".", "sub/..",
+            "dir/../new2.aec", "loop.aec", "hard-to-input.png", "x" * 5000 + "/y.aec"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("out", _OUTPUTS, ids=lambda s: s[:20])
+def test_output_paths_fuzz_never_lose_a_file(tmp_path, monkeypatch, out, force):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    src = _photo(tmp_path)
+    Path("exists.aec").write_bytes(b"keep me")
+    Path("sub").mkdir()
+    Path("dir").mkdir()
+    os.symlink("in.png", "link-to-input.aec")
+    os.symlink("nowhere", "dangling.aec")
+    os.symlink("loop.aec", "loop.aec")
+    os.link("in.png", "hard-to-input.png")
+    before = {p: (p.read_bytes() if p.is_file() else None) for p in Path(".").rglob("*") if not p.is_symlink()}
+    r = runner.invoke(app, ["encode", "in.png", "-o", out, *(["--force"] if force else [])])
+    after = {p: (p.read_bytes() if p.is_file() else None) for p in Path(".").rglob("*") if not p.is_symlink()}
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert src.read_bytes() == before[Path("in.png")], "the input changed"
+    written = {p for p in after if before.get(p, "absent") != after[p]}
+    if r.exit_code == 0:
+        assert written and all(after[p][:4] == b"\x89AEC" for p in written), written
+        assert all(p not in before for p in written) or force, "an existing file replaced without --force"
+    else:
+        assert r.exit_code in (1, 2) and r.output.startswith("aecodec: error: ") and r.output.count("\n") == 1, r.output
+        assert not written, written
+    assert not list(Path(".").rglob(".*.tmp")), "a temp file left behind"

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny training runs: one th
 def test_train_and_export_commands_make_a_usable_model(data_dir, tmp_path, monkeypatch):
     runner = CliRunner()
     run, weights = tmp_path / "run.pt", tmp_path / "w" / "tiny.pt"
+    weights.parent.mkdir()  # outputs go into existing folders
     r = runner.invoke(app, ["train", str(data_dir), "-o", str(run), "--steps", "2", "--batch-size", "2",
                             "--crop", "64", "--device", "cpu"])
     assert r.exit_code == 0, r.output
@@ -43,3 +44,34 @@ def test_export_command_rejects_a_missing_or_unreadable_checkpoint(tmp_path):
         assert not (tmp_path / "out.pt").exists()
     r = runner.invoke(app, ["export", str(junk), "-o", str(tmp_path / "out.pt"), "--storage", "fp8"])
     assert r.exit_code == 2 and "--storage" in r.output
+
+
+def test_train_and_export_follow_the_output_policy_before_any_work(data_dir, tmp_path, monkeypatch):
+    """train -o over an existing file needs --force unless it is the --resume checkpoint the run
+    continues; export never writes over its own input, even with --force; a missing data folder or
+    output folder is one line, before any training."""
+    import aecodec.train
+
+    runner = CliRunner()
+    started = []
+    monkeypatch.setattr(aecodec.train, "train", lambda options: started.append(options))
+    monkeypatch.setattr(aecodec.train, "export", lambda *a, **k: started.append(a))
+    run = tmp_path / "run.pt"
+    run.write_bytes(b"a user's file")
+    r = runner.invoke(app, ["train", str(data_dir), "-o", str(run)])
+    assert r.exit_code == 1 and "already exists (use --force" in r.output and not started
+    r = runner.invoke(app, ["train", str(tmp_path / "nodir"), "-o", str(tmp_path / "new.pt")])
+    assert r.exit_code == 1 and f"{tmp_path / 'nodir'}: no such directory" in r.output and not started
+    r = runner.invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "nodir" / "x.pt")])
+    assert r.exit_code == 1 and "does not exist" in r.output and not started
+    r = runner.invoke(app, ["train", str(data_dir), "-o", str(run), "--init-from", str(run), "--force"])
+    assert r.exit_code == 2 and "is an input" in r.output and not started
+    for args in (["--resume", str(run)], ["--force"]):  # its own checkpoint; or asked for
+        r = runner.invoke(app, ["train", str(data_dir), "-o", str(run), *args])
+        assert r.exit_code == 0, r.output
+    assert len(started) == 2
+    for args, message in (([str(run), "-o", str(run), "--force"], "is an input"),
+                          ([str(run), "-o", str(tmp_path / "nodir" / "w.pt")], "does not exist")):
+        r = runner.invoke(app, ["export", *args])
+        assert r.exit_code != 0 and message in r.output, r.output
+    assert not (tmp_path / "nodir").exists() and run.read_bytes() == b"a user's file" and len(started) == 2
