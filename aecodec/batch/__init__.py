@@ -12,6 +12,14 @@ interrupted job leaves a record of what it did), renamed to ``manifest.jsonl`` a
 per image is kept in the driver's memory, so a job of millions of images needs no more of it.
 A rerun skips each output that is already there and verifies (:class:`~aecodec.batch.work.Worker`);
 ``force`` redoes them.
+
+Outputs never touch inputs (:func:`~aecodec.batch.work.plan`): a destination that is the source
+folder or inside it, or an output that resolves to an input, is refused before any work, ``force``
+or not. A file at an output path that fails to verify is replaced only if the manifest of an
+earlier run lists it as written by the job, or with ``force``. A job whose cluster fails partway
+(a node or worker dying, an object lost, the connection gone) raises :class:`JobFailed` saying
+what failed and where, and keeps ``manifest.jsonl.partial``, the rows of the images that
+finished: the name says the job did not finish, and a rerun resumes from the outputs it lists.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from ..errors import BatchError
+from .engine import JobFailed
 from .work import ATTEMPTS_DIR, KINDS, RD_QUALITIES, Item, Job, plan
 
-__all__ = ["Job", "Summary", "run_job", "read_manifest", "rd_curve", "KINDS", "RD_QUALITIES"]
+__all__ = ["Job", "Summary", "JobFailed", "run_job", "read_manifest", "rd_curve", "KINDS", "RD_QUALITIES"]
 
 MANIFEST = "manifest.jsonl"
 
@@ -90,9 +100,11 @@ def _rows(path: str | os.PathLike) -> Iterator[dict]:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(row, dict):
+                    yield row
     except FileNotFoundError:
         return
 
@@ -104,19 +116,24 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.connected` (address, workers,
     cpus_per_worker, gpus_per_worker). ``on_start(n, pool)`` is called once the pool is planned,
     ``on_row(row)`` per finished item. A job that cannot start (no Ray, no cluster at the address,
-    a pool larger than the cluster, a missing ``src``) raises a
-    :class:`~aecodec.errors.CodecError` (:class:`~aecodec.errors.BatchError` for the engine's
-    reasons) before any folder or file is made."""
+    a pool larger than the cluster, a missing ``src``, a ``dst`` inside ``src``, an output onto an
+    input, a manifest path holding something else) raises a :class:`~aecodec.errors.CodecError`
+    (:class:`~aecodec.errors.BatchError` for the engine's and the folders' reasons) before any
+    folder or file is made; one whose cluster fails partway raises :class:`JobFailed`, the
+    manifest's ``.partial`` file kept."""
     from . import engine as ray_engine
 
     start = time.perf_counter()
     ray_engine.ray_or_error()  # no Ray: said before the listing, which can take long
     dst = Path(dst)
-    if dst.exists() and not dst.is_dir():
-        raise ray_engine.BatchError(f"{dst}: not a directory")
-    items = plan(job, src, dst)
     manifest = Path(manifest) if manifest is not None else dst / MANIFEST
     partial = manifest.with_name(manifest.name + ".partial")
+    others = (manifest, partial) + ((dst / "rd.json", dst / "rd.png") if job.kind == "rd" else ())
+    items = plan(job, src, dst, others)
+    _check_manifest(manifest, job.force)
+    _check_manifest(partial, job.force)
+    _mark_owned(items, dst, itertools.chain(_rows(manifest), _rows(partial)),
+                tail=os.path.realpath(manifest.parent) == os.path.realpath(dst))
     summary = Summary(job, images=len(items), manifest=str(manifest))
     with ray_engine.connected(**engine) as pool:
         summary.pool = pool.describe()
@@ -140,7 +157,12 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
             except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
                 shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
                 raise
-            os.fsync(log.fileno())
+            except JobFailed as exc:  # the attempt markers stay: a worker that died counts
+                finished = summary.done + summary.skipped + summary.failed
+                raise JobFailed(f"batch job stopped: {exc}; the {finished} of {len(items)} images that finished "
+                                f"are listed in {partial}, and a rerun resumes") from None
+            finally:
+                os.fsync(log.fileno())
     os.replace(partial, manifest)
     summary.seconds = time.perf_counter() - start
     with contextlib.suppress(OSError):  # the workers' attempt markers: gone unless a worker died mid-image
@@ -148,6 +170,45 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     if job.kind == "rd":
         _write_rd(job, manifest, dst, summary)
     return summary
+
+
+def _check_manifest(path: Path, force: bool) -> None:
+    """Refuse a manifest path (or its ``.partial``) that holds something other than a manifest — a
+    folder, or a file whose first line is not a row — unless ``force`` (a file): it is written over."""
+    if path.is_dir():
+        raise BatchError(f"{path}: is a directory (the manifest is written there)")
+    if force or not os.path.lexists(path):
+        return
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 16).strip()
+        row = json.loads(first) if first else {}
+    except (OSError, ValueError):
+        row = None
+    if not isinstance(row, dict) or first and not {"input", "status"} <= row.keys():
+        raise BatchError(f"{path}: already exists and is not a manifest of aecodec batch "
+                         "(the manifest is written there; use --force to overwrite)")
+
+
+def _mark_owned(items: list[Item], dst: Path, rows: Iterable[dict], tail: bool) -> None:
+    """Mark the items whose output an earlier run of the job wrote (a done or skipped row names it),
+    so that a worker may replace it when it fails to verify. With the manifest in ``dst`` (``tail``)
+    an output is matched by its path under ``dst``, so a folder moved or named from another working
+    folder is still the job's; a manifest elsewhere must name the very path."""
+    written = [r["output"] for r in rows if r.get("status") in ("done", "skipped") and isinstance(r.get("output"), str)]
+    if not written:
+        return
+    base = os.path.abspath(dst)
+    if tail:
+        under = {item.index: Path(os.path.relpath(item.dst, base)).parts for item in items if item.dst}
+        depth = max(map(len, under.values()), default=0)
+        keys = {parts[-k:] for parts in (Path(w).parts for w in written) for k in range(1, min(depth, len(parts)) + 1)}
+        for item in items:
+            item.owned = item.index in under and under[item.index] in keys
+    else:
+        keys = {os.path.abspath(w) for w in written}
+        for item in items:
+            item.owned = item.dst in keys
 
 
 def _remove_leftovers(dst: Path, items: list[Item]) -> None:

@@ -5,6 +5,10 @@ and their manifest rows stream back to the driver as they finish.
 Ray is imported here and nowhere else in aecodec; :func:`ray_or_error` turns its absence into
 the install hint. With no address a local Ray instance is started on this machine's cores (and
 shut down at the end); ``address`` joins a running cluster (``auto``, ``ray://host:10001``, …).
+A failure of the cluster while the rows stream back — a node or a worker dying (killed for memory,
+a plasma store that cannot map its memory), an object lost, a worker that cannot start, the
+connection to the cluster gone — ends :func:`run` with :class:`JobFailed`, in one line
+(:func:`failure`), after the rows that finished went to ``on_row``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -23,10 +28,17 @@ from typing import Callable, Iterable
 from ..errors import BatchError, one_line
 from .work import Item, Job, Worker
 
-__all__ = ["BatchError", "Pool", "connected", "plan_pool", "ray_or_error", "run"]
+__all__ = ["BatchError", "JobFailed", "Pool", "connected", "failure", "plan_pool", "ray_or_error", "run"]
 
 INSTALL_HINT = "aecodec batch needs Ray: pip install 'aecodec[cluster]'"
 MAX_BLOCKS = 20_000  # one block per item up to this many (a worker takes a block at a time)
+
+
+class JobFailed(BatchError):
+    """A job that started and then could not go on: its cluster failed (a node or worker died, an
+    object was lost, the connection to the cluster went). The message says what failed and where
+    (and, from :func:`aecodec.batch.run_job`, where the manifest of the images that finished is);
+    the command exits 1, not the 2 of a job that cannot start."""
 
 
 def ray_or_error():
@@ -180,7 +192,8 @@ def connected(address: str | None = None, workers: int | None = None, cpus_per_w
 
 def run(job: Job, items: list[Item], pool: Pool, on_row: Callable[[dict], None]) -> None:
     """Work on ``items`` in ``pool``, a pool of Ray actors (:func:`connected`); ``on_row`` gets each
-    item's manifest row on the driver, in the order they finish."""
+    item's manifest row on the driver, in the order they finish. A failure of the cluster raises
+    :class:`JobFailed` (:func:`failure` says what failed); ``on_row``'s own errors pass through."""
     import ray
 
     if not items:
@@ -191,5 +204,75 @@ def run(job: Job, items: list[Item], pool: Pool, on_row: Callable[[dict], None])
                                                        "device": pool.device},
                         batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool.workers),
                         num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None)
-    for r in ds.iter_rows():
+    stream = iter(ds.iter_rows())
+    while True:
+        try:
+            r = next(stream)
+        except StopIteration:
+            return
+        except Exception as exc:  # Ray's (RayError and its kin: a node, a worker, an object, the connection)
+            raise JobFailed(failure(exc)) from None
         on_row(json.loads(r["row"]))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXC_NAME = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|NotFound): ")  # "aecodec.errors.ModelNotFound: "
+_RAY_KINDS = (  # (Ray's exception class name, what it means, whether its first line adds to it), most specific first
+    ("OutOfMemoryError", "a worker was killed for memory", False),
+    ("OutOfDiskError", "a node ran out of disk space", False),
+    ("ObjectStoreFullError", "Ray's object store is full", False),
+    ("LocalRayletDiedError", "the Ray node of this machine died", False),
+    ("NodeDiedError", "a node of the cluster died", True),
+    ("WorkerCrashedError", "a worker crashed", False),
+    ("ObjectLostError", "data the job needed was lost (its node died?)", False),
+    ("ActorUnavailableError", "a worker became unreachable", False),
+    ("RayActorError", "a worker died", False),
+    ("GetTimeoutError", "the cluster stopped answering", True),
+    ("RpcError", "the connection to the cluster failed", True),
+    ("RaySystemError", "Ray failed", True),
+    ("RayError", "Ray failed", True),
+    ("ConnectionError", "the connection to the Ray cluster was lost", True),
+)
+
+
+def failure(exc: BaseException) -> str:
+    """What a cluster failure was, in one line: the kind of failure, the worker (pid) and node (ip)
+    where Ray says, and its cause — a worker that could not start (its model cannot be loaded, say)
+    is named by the error it raised."""
+    text = _ANSI.sub("", str(exc))
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and cause is not exc:  # RayTaskError: what the task raised
+        return failure(cause) if _is_ray(cause) else f"a worker failed{_where(exc, text)}: {_short(cause)}"
+    if getattr(exc, "actor_init_failed", False) or "creation task" in text:  # its constructor raised: the last
+        # line of the traceback in the message says what
+        last = _EXC_NAME.sub("", [line.strip() for line in text.splitlines() if line.strip()][-1])
+        return f"a worker could not start{_where(exc, text)}: {last}"
+    names = {c.__name__ for c in type(exc).__mro__}
+    kind = next(((what, first) for name, what, first in _RAY_KINDS if name in names), None)
+    if kind is None:
+        return _short(exc)
+    what, first = kind
+    detail = re.search(r"exit detail: ([^.]+)", text)
+    extra = one_line(_ANSI.sub("", text)) if first and text.strip() else detail.group(1).strip() if detail else ""
+    return f"{what}{_where(exc, text)}" + (f": {extra}" if extra else "")
+
+
+def _is_ray(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] == "ray"
+
+
+def _short(exc: BaseException) -> str:
+    """An exception in one line: aecodec's own by its message, others by type and first line."""
+    from ..errors import AecodecError
+
+    line = _ANSI.sub("", one_line(exc))
+    return line if isinstance(exc, AecodecError) else f"{type(exc).__name__}: {line}"
+
+
+def _where(exc: BaseException, text: str) -> str:
+    """`` (worker pid N on IP)`` from the exception's attributes or a Ray message that names them."""
+    pid = getattr(exc, "pid", None) or (m.group(1) if (m := re.search(r"\bpid[=:]\s*(\d+)", text, re.I)) else None)
+    ip = getattr(exc, "ip", None) or (m.group(1) if (m := re.search(r"\bip(?: address)?[=:]\s*([0-9A-F.:]*[0-9A-F])",
+                                                                     text, re.I)) else None)
+    parts = ([f"worker pid {pid}"] if pid else []) + ([f"on {ip}"] if ip else [])
+    return f" ({' '.join(parts)})" if parts else ""

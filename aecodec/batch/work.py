@@ -5,6 +5,14 @@ Ray is not imported here: :mod:`aecodec.batch.engine` runs :class:`Worker` in a 
 and the tests run it directly. Every image goes through the same public calls as the ``aecodec``
 commands (:func:`aecodec.codec.api.encode`, :func:`~aecodec.codec.api.decode`,
 :func:`~aecodec.codec.files.save_image`), so a batch output is byte for byte the command's output.
+
+Outputs never touch inputs. :func:`plan` refuses, before any work and even with ``force``, a
+destination that is the source folder or lies inside it (after resolving symbolic links and
+``..``: a rerun would take the outputs for inputs, a decode would replace the images it came
+from), and any output that resolves to an input or into the source folder (a symbolic link in the
+destination). A file already at an output path is skipped when it verifies; otherwise a worker
+replaces it only if an earlier run of the job wrote it (:attr:`Item.owned`, from the manifest) or
+with ``force`` — a file of the user's is never written over without ``force``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import CodecError, one_line
+from ..errors import BatchError, CodecError, one_line
 
 __all__ = ["Job", "Item", "plan", "Worker", "RD_QUALITIES", "KINDS"]
 
@@ -89,6 +97,7 @@ class Item:
     error: str | None = None  # refused before any work (two inputs onto one output)
     previous: dict | None = None  # rd: the image's row from an earlier run (reused if it still holds)
     marker: str | None = None  # the file that counts the workers that died working on it (:meth:`Worker._attempt`)
+    owned: bool = False  # an earlier run of the job wrote ``dst`` (its manifest says so): replaced if it fails to verify
 
 
 def _inputs(job: Job, src: Path) -> list[Path]:
@@ -105,11 +114,17 @@ def _inputs(job: Job, src: Path) -> list[Path]:
     return image_files([src], recursive=True)
 
 
-def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None) -> list[Item]:
+def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None,
+         others: tuple[str | os.PathLike, ...] = ()) -> list[Item]:
     """The job's items: each input under ``src`` with its output under ``dst`` at the same relative
     path (the suffix changed). Two inputs that would write one output (``a.png`` and ``a.jpg``):
-    the second and any later one get an ``error`` and are not worked on."""
+    the second and any later one get an ``error`` and are not worked on. A ``dst`` that is ``src``
+    or inside it, and an output — or one of the job's ``others`` (its manifest, rd.json, …) — that
+    resolves to an input, into ``src`` or onto another output, are refused
+    (:class:`~aecodec.errors.BatchError`), ``force`` or not."""
     src = Path(src)
+    if dst is not None:
+        check_folders(src, Path(dst))
     inputs = _inputs(job, src)
     items, taken = [], {}
     for i, path in enumerate(inputs):
@@ -125,7 +140,53 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None) -> lis
                 item.error = f"{out}: {taken[item.dst]} is written there already"
             taken.setdefault(item.dst, item.input)
         items.append(item)
+    if dst is not None:
+        _check_outputs(items, src, others)
     return items
+
+
+def check_folders(src: Path, dst: Path) -> None:
+    """Refuse a destination folder ``dst`` that is the source folder ``src`` or lies inside it, once
+    symbolic links and ``..`` are resolved; and one that is not a folder or cannot be written."""
+    if os.path.lexists(dst) and not dst.is_dir():
+        raise BatchError(f"{dst}: {'a dangling symbolic link' if dst.is_symlink() else 'not a directory'}")
+    real_src, real_dst = Path(os.path.realpath(src)), Path(os.path.realpath(dst))
+    if src.is_dir() and (real_dst == real_src or real_src in real_dst.parents):
+        where = "the input folder" if real_dst == real_src else "inside the input folder"
+        via = f" ({dst} resolves to {real_dst})" if os.path.abspath(dst) != str(real_dst) else ""
+        raise BatchError(f"{dst}: the output folder is {where} {src}{via}; give one outside it "
+                         "(outputs there would replace inputs or be taken as inputs by the next run)")
+    existing = next(p for p in (real_dst, *real_dst.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BatchError(f"{dst}: cannot write in {existing} (permission denied or a read-only file system)")
+
+
+def _check_outputs(items: list[Item], src: Path, others) -> None:
+    """Refuse the job if an output or one of ``others`` resolves (through a symbolic link in the
+    destination) to an input, into the source folder, or onto another output. One ``realpath`` per
+    folder, one ``lstat`` per file."""
+    folders: dict[str, str] = {}
+
+    def real(path: str) -> str:
+        head, name = os.path.split(os.path.abspath(path))
+        if head not in folders:
+            folders[head] = os.path.realpath(head)
+        full = os.path.join(folders[head], name)
+        return os.path.realpath(full) if os.path.islink(full) else full
+
+    inputs = {real(item.src): item.input for item in items}
+    real_src = os.path.realpath(src) if src.is_dir() else None
+    outputs: dict[str, str] = {}
+    for name in [item.output for item in items if item.dst is not None and not item.error] + [str(o) for o in others]:
+        out = real(name)
+        if out in inputs:
+            raise BatchError(f"{name}: resolves to the input {inputs[out]}; an output never replaces an input")
+        if real_src is not None and out.startswith(real_src.rstrip(os.sep) + os.sep):
+            raise BatchError(f"{name}: resolves to {out}, inside the input folder {src} (a symbolic link on the "
+                             "way?); outputs never go there")
+        if out in outputs:
+            raise BatchError(f"{name}: resolves to {outputs[out]}, another output of this job")
+        outputs[out] = name
 
 
 def _peak_rss_mb() -> float:
@@ -207,6 +268,7 @@ class Worker:
         if not self.job.force and self._encoded_ok(item, row):
             row["status"] = "skipped"
             return
+        _refuse_foreign(item, self.job)
         j = self.job
         with self._attempt(item):
             data = api.encode(item.src, j.quality, target_size=j.target_size, target_bpp=j.target_bpp,
@@ -248,6 +310,7 @@ class Worker:
         if not self.job.force and self._decoded_ok(item, row):
             row["status"] = "skipped"
         else:
+            _refuse_foreign(item, self.job)
             with self._attempt(item):
                 img = api.decode(data, device=self.device)
                 Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +377,14 @@ class Worker:
             row["points"].append({"quality": q, "bytes": len(data), "bpp": round(8 * len(data) / pixels, 6),
                                   "psnr": _finite(m["psnr"]), "ms_ssim_db": _finite(m["ms_ssim_db"]),
                                   "encode_s": round(t1 - t0, 4), "decode_s": round(t2 - t1, 4)})
+
+
+def _refuse_foreign(item: Item, job: Job) -> None:
+    """Refuse to write over a file at ``item``'s output that no run of this job wrote (a user's
+    photo.png where photo.aec decodes to), a dangling symbolic link included, unless ``force``."""
+    if not job.force and not item.owned and os.path.lexists(item.dst):
+        raise CodecError(f"its output {item.output} already exists and was not written by this job "
+                         "(use --force to overwrite)")
 
 
 def _header(info: dict, row: dict, side: str) -> None:

@@ -42,8 +42,8 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
     """Run a batch job with a progress bar, one line per failure (and per image with -v), a summary.
     A job that cannot start (bad options, no Ray, bad folders, a pool the cluster cannot hold) raises
     an :class:`~aecodec.errors.AecodecError`, which the command group reports (one line, exit 2); one
-    that fails later exits 1."""
-    from ..batch import Job, run_job
+    that fails later (its cluster: :class:`~aecodec.batch.JobFailed`) is one line and exit 1."""
+    from ..batch import Job, JobFailed, run_job
 
     job = Job(**job)
     with ExitStack() as bars:
@@ -65,6 +65,8 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
                 summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started,
                                   address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                                   gpus_per_worker=gpus_per_worker)
+        except JobFailed as exc:  # the cluster failed partway: what failed, where the manifest is
+            fail(str(exc), 1)
         except AecodecError:  # the job cannot start: the command group's one line, exit 2
             raise
         except KeyboardInterrupt as exc:

@@ -1,43 +1,58 @@
-"""aecodec.batch.work, without Ray: a job's items, stale or foreign outputs, an image whose worker died twice."""
+"""aecodec.batch.work, without Ray: a job's items, stale or foreign outputs, an image whose worker died
+twice, and outputs that never touch inputs (a destination inside the source, a symbolic link onto an
+input, a user's file where an output goes)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import aecodec
 from aecodec.batch import Job
 from aecodec.batch.work import Worker, plan
+from aecodec.errors import BatchError
 from tests.helpers import smooth_image
 
 
+def _images(src: Path, *names: str) -> Path:
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(smooth_image(20, 24)).save(src / name)
+    return src
+
+
 def test_two_inputs_that_would_write_one_output_the_second_is_refused(tmp_path):
-    Image.fromarray(smooth_image(20, 20)).save(tmp_path / "x.png")
-    Image.fromarray(smooth_image(20, 20)).save(tmp_path / "x.jpg")
-    items = plan(Job("encode"), tmp_path, tmp_path / "out")
+    src = _images(tmp_path / "in", "x.png", "x.jpg")
+    items = plan(Job("encode"), src, tmp_path / "out")
     assert [i.error is None for i in items] == [True, False]
     assert "x.jpg" in items[0].input and "written there already" in items[1].error
 
 
 def test_a_stale_or_foreign_output_is_not_taken_as_done(tmp_path):
-    """Without Ray: the worker redoes an output older than its input, or made at another quality."""
-    Image.fromarray(smooth_image(40, 50)).save(tmp_path / "x.png")
-    (item,) = plan(Job("encode", quality=30), tmp_path, tmp_path / "out")
+    """Without Ray: the worker redoes an output of the job older than its input, or made at another quality."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(smooth_image(40, 50)).save(src / "x.png")
+    (item,) = plan(Job("encode", quality=30), src, tmp_path / "out")
     worker = Worker(Job("encode", quality=30))
     assert worker.run(item)["status"] == "done"
+    item.owned = True  # this job wrote it: run_job learns that from the manifest
     assert worker.run(item)["status"] == "skipped"
     os.utime(item.dst, (1, 1))
     assert worker.run(item)["status"] == "done"
     assert Worker(Job("encode", quality=31)).run(item)["status"] == "done"
-    assert Path(item.dst).read_bytes() == aecodec.encode(tmp_path / "x.png", quality=31)
+    assert Path(item.dst).read_bytes() == aecodec.encode(src / "x.png", quality=31)
 
 
 def test_an_image_whose_worker_died_twice_fails_instead_of_killing_workers_forever(tmp_path):
     """Without Ray: the marker a worker leaves when it dies mid-image (Ray restarts it and retries)."""
-    Image.fromarray(smooth_image(40, 50)).save(tmp_path / "x.png")
-    (item,) = plan(Job("encode"), tmp_path, tmp_path / "out")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(smooth_image(40, 50)).save(src / "x.png")
+    (item,) = plan(Job("encode"), src, tmp_path / "out")
     marker = Path(item.marker)
     marker.parent.mkdir(parents=True)
     marker.write_text("1")  # one worker died on it: tried again, and the marker goes with success
@@ -47,3 +62,103 @@ def test_an_image_whose_worker_died_twice_fails_instead_of_killing_workers_forev
     row = Worker(Job("encode")).run(item)
     assert row["status"] == "failed" and "its worker died 2 times" in row["error"]
     assert not Path(item.dst).exists() and not marker.exists()
+
+
+# ------------------------------------------------------------------------------- outputs never touch inputs
+@pytest.mark.parametrize("kind", ["encode", "decode", "rd"])
+@pytest.mark.parametrize("dst, where", [
+    ("photos", "is the input folder"),
+    ("photos/out", "is inside the input folder"),
+    ("photos/sub/../out", "is inside the input folder"),
+    ("link", "is the input folder"),  # link -> photos
+    ("link/deeper/out", "is inside the input folder"),
+])
+def test_an_output_folder_that_is_the_input_folder_or_inside_it_is_refused_even_with_force(
+        tmp_path, monkeypatch, kind, dst, where):
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "photos", "a.png", "sub/b.png")
+    (tmp_path / "link").symlink_to("photos")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(BatchError, match=f"^{dst}: the output folder {where} photos"):
+        plan(Job(kind, force=True), "photos", dst)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing made
+
+
+def test_an_output_folder_beside_the_input_folder_or_holding_it_is_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _images(tmp_path / "photos", "a.png")
+    for dst in ("out", ".", "photos-out", "photos/../out"):
+        assert [i.output for i in plan(Job("encode"), "photos", dst)] == [str(Path(dst) / "a.aec")]
+
+
+def test_an_output_that_resolves_to_an_input_or_into_the_input_folder_is_refused(tmp_path):
+    src = _images(tmp_path / "photos", "a.png", "sub/b.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.aec").symlink_to(src / "a.png")  # a link in DST onto an input
+    with pytest.raises(BatchError, match=r"out/a\.aec: resolves to the input .*photos/a\.png; an output never"):
+        plan(Job("encode", force=True), src, tmp_path / "out")
+    (tmp_path / "out" / "a.aec").unlink()
+    (tmp_path / "out" / "sub").symlink_to(src / "sub")  # a folder of DST that is a folder of SRC
+    with pytest.raises(BatchError, match=r"out/sub/b\.aec: resolves to .*photos/sub/b\.aec, inside the input folder"):
+        plan(Job("encode"), src, tmp_path / "out")
+
+
+def test_a_manifest_or_an_rd_file_onto_an_input_is_refused(tmp_path):
+    src = _images(tmp_path / "photos", "a.png")
+    with pytest.raises(BatchError, match="resolves to the input"):
+        plan(Job("encode"), src, tmp_path / "out", others=[src / "a.png"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "rd.png").symlink_to(src / "a.png")
+    with pytest.raises(BatchError, match=r"rd\.png: resolves to the input"):
+        plan(Job("rd"), src, tmp_path / "out", others=[tmp_path / "out" / "rd.png"])
+
+
+def test_a_destination_that_is_a_file_or_a_dangling_link_is_refused(tmp_path):
+    src = _images(tmp_path / "photos", "a.png")
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(BatchError, match="file: not a directory"):
+        plan(Job("encode"), src, tmp_path / "file")
+    with pytest.raises(BatchError, match="dangling: a dangling symbolic link"):
+        plan(Job("encode"), src, tmp_path / "dangling")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+def test_a_destination_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    src = _images(tmp_path / "photos", "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(BatchError, match="locked/out: cannot write in .*locked"):
+            plan(Job("encode"), src, locked / "out")
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_users_file_where_an_output_goes_is_refused_unless_force_or_the_job_wrote_it(tmp_path):
+    """Decoding photo.aec into a folder that holds the user's photo.png (older than the .aec, so it
+    does not verify as a finished output): the photo is not written over without --force."""
+    (tmp_path / "aec").mkdir()
+    (tmp_path / "photos").mkdir()
+    original = tmp_path / "photos" / "photo.png"
+    Image.fromarray(smooth_image(30, 40, seed=5)).save(original)
+    os.utime(original, (1, 1))
+    (tmp_path / "aec" / "photo.aec").write_bytes(aecodec.encode(original, quality=20))
+    mine = original.read_bytes()
+    (item,) = plan(Job("decode"), tmp_path / "aec", tmp_path / "photos")
+    row = Worker(Job("decode")).run(item)
+    assert row["status"] == "failed" and original.read_bytes() == mine
+    assert row["error"] == (f"{item.input}: its output {item.output} already exists and was not written by this "
+                            "job (use --force to overwrite)")
+    (tmp_path / "photos" / "dangling.png").symlink_to(tmp_path / "nowhere.png")  # a dangling link counts as a file
+    (tmp_path / "aec" / "dangling.aec").write_bytes((tmp_path / "aec" / "photo.aec").read_bytes())
+    dangling = next(i for i in plan(Job("decode"), tmp_path / "aec", tmp_path / "photos") if "dangling" in i.input)
+    assert "already exists" in Worker(Job("decode")).run(dangling)["error"]
+    assert (tmp_path / "photos" / "dangling.png").is_symlink()
+    item.owned = True  # an earlier run of the job wrote it (its manifest says so): replaced
+    assert Worker(Job("decode")).run(item)["status"] == "done" and original.read_bytes() != mine
+    original.write_bytes(mine)
+    os.utime(original, (1, 1))
+    item.owned = False
+    assert Worker(Job("decode", force=True)).run(item)["status"] == "done" and original.read_bytes() != mine
