@@ -16,7 +16,11 @@ from aecodec.errors import BatchError
 from tests.batch import fake_engine
 from tests.helpers import smooth_image
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="needs Ray: pip install -e '.[cluster]' (CI installs it)")
 
 
 def test_the_rd_curve_does_not_depend_on_the_order_images_finished_in():
@@ -45,6 +49,7 @@ OOM = ("Task was killed due to the node running low on memory.\nMemory on the no
        "7.6GB / 8GB (0.95), which exceeds the memory usage threshold of 0.95.")
 
 
+@needs_ray
 @pytest.mark.parametrize("error, what", [
     (lambda: ray.exceptions.OutOfMemoryError(OOM), "a worker was killed for memory (worker pid 4242 on 10.0.0.5)"),
     (lambda: ray.exceptions.ObjectLostError("ab12", None, ""), "data the job needed was lost (its node died?)"),
@@ -73,6 +78,7 @@ def test_a_cluster_that_fails_partway_ends_the_job_in_one_line_and_keeps_what_fi
     assert not partial.exists()
 
 
+@needs_ray
 def test_a_rerun_replaces_the_jobs_own_outputs_but_never_a_file_it_did_not_write(tmp_path, monkeypatch):
     fake_engine.install(monkeypatch)
     src = _photos(tmp_path, "a.png", "sub/b.png")
@@ -98,6 +104,7 @@ def test_a_rerun_replaces_the_jobs_own_outputs_but_never_a_file_it_did_not_write
     assert (moved / "c.aec").read_bytes()[:3] != b"the"
 
 
+@needs_ray
 def test_a_manifest_path_that_holds_something_else_is_refused_before_any_work(tmp_path, monkeypatch):
     fake_engine.install(monkeypatch)
     src = _photos(tmp_path, "a.png")
