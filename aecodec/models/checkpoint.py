@@ -26,23 +26,33 @@ identically everywhere. The cost in rate and quality is negligible (docs/usage.m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..codec import format as fmt
+from ..entropy.coding import MAX_LATENT, PRECISION
+from ..errors import CheckpointError, one_line
 from .fixed_point import check_bounds
 from .hyperprior import MeanScaleHyperprior
 from .registry import architecture
 
-__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "read_checkpoint", "build_model", "CheckpointError", "STORAGES"]
+__all__ = ["weights_hash", "save_checkpoint", "load_checkpoint", "read_checkpoint", "build_model", "check_fields",
+           "check_state_dict", "check_tables", "CheckpointError", "STORAGES"]
 
 HASH_HEX_CHARS = 16  # 64 bits: the header stores 8 bytes
 STORAGES = ("fp32", "mixed")
 _HALF_MODULES = ("g_a.", "h_a.", "h_s.", "g_s.")  # conv stacks; their GDN parameters stay float32
+_TABLE_KEYS = ("_quantized_cdf", "_cdf_length", "_offset")  # CDF buffers: their shapes come from the data
+CDF_ONE = 2**PRECISION  # where every CDF row of the rANS coder ends
+MAX_LOG_GAIN = math.log(MAX_LATENT)  # a larger gain takes a latent of 1 beyond what the coder codes
+MAX_QUANTILE = 2.0**14  # |z quantile|: the bottleneck's tables (~2× the range wide) must fit 16-bit CDFs
 
 
 def weights_hash(state_dict: dict) -> str:
@@ -65,7 +75,7 @@ def build_model(arch: str, config: dict, *, init: bool = True) -> MeanScaleHyper
     try:
         cfg = cfg_cls.from_dict(config)
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"invalid model config ({exc})") from None
+        raise CheckpointError(f"invalid model config: {one_line(exc)}") from None
     bits = check_bounds(cfg.N, cfg.M, cfg.fixed_point)
     if bits >= 53:
         raise CheckpointError(f"fixed-point config {cfg.fixed_point} lets the exact h_s reach 2**{bits}: "
@@ -121,27 +131,193 @@ def save_checkpoint(path: str | os.PathLike, model: MeanScaleHyperprior, *, mode
     return digest
 
 
+@contextlib.contextmanager
+def _about(path):
+    """A :class:`CheckpointError` raised inside names the checkpoint first: ``<path>: <what>``."""
+    try:
+        yield
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
 def read_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
-    """The checkpoint's dict (config, record, tensors) without building the model."""
+    """The checkpoint's dict (config, record, tensors) without building the model; its fields
+    checked (:func:`check_fields`). FileNotFoundError if there is no such file; any other problem
+    is a :class:`CheckpointError` ``<path>: <what is wrong>``."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # pickle / zip errors
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "aecodec-checkpoint":
-        raise CheckpointError(f"{path}: not an aecodec checkpoint")
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc.__class__.__name__})") from None
+    except Exception:  # pickle / zip errors, objects torch's safe loader refuses
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, damaged, or not written by "
+                              "torch.save)") from None
+    with _about(path):
+        check_fields(ckpt)
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
-    """Rebuild the model from its saved config and weights; verify the weights hash."""
-    ckpt = read_checkpoint(path, map_location=map_location)
-    model = build_model(ckpt["arch"], ckpt["config"], init=False)  # every weight is loaded below (strict)
+def check_fields(ckpt) -> None:
+    """The fields of a checkpoint's dict (the module docstring), each of its type; CheckpointError
+    naming the first that is wrong. The tensors themselves are checked against the model they
+    build (:func:`check_state_dict`)."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "aecodec-checkpoint":
+        raise CheckpointError("not an aecodec checkpoint")
+    if ckpt.get("version") != 1 or isinstance(ckpt.get("version"), bool):
+        raise CheckpointError(f"checkpoint version {_short(ckpt.get('version'))}: this aecodec reads version 1")
+    for key in ("model_id", "arch", "config", "state_dict", "weights_hash"):
+        if key not in ckpt:
+            raise CheckpointError(f"no {key!r} field")
+    mid = ckpt["model_id"]
+    if not isinstance(mid, str) or not 1 <= len(mid) <= 64 or not fmt.MODEL_ID_RE.match(mid):
+        raise CheckpointError(f"model id {_short(mid)} is not a kebab-case id of at most 64 characters")
+    if not isinstance(ckpt["arch"], str):
+        raise CheckpointError(f"architecture {_short(ckpt['arch'])} is not a name")
+    if not isinstance(ckpt["config"], dict):
+        raise CheckpointError(f"the model config is a {type(ckpt['config']).__name__}, not a mapping")
+    digest = ckpt["weights_hash"]
+    if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HASH_HEX_CHARS}}}", digest):
+        raise CheckpointError(f"weights hash {_short(digest)} is not {HASH_HEX_CHARS} hex digits")
+    if "storage" in ckpt and ckpt["storage"] not in STORAGES:
+        raise CheckpointError(f"storage {_short(ckpt['storage'])} is not one of {', '.join(STORAGES)}")
+    if not isinstance(ckpt.get("training", {}), dict):
+        raise CheckpointError(f"the training record is a {type(ckpt['training']).__name__}, not a mapping")
     sd = ckpt["state_dict"]
-    digest = weights_hash(sd)
-    if digest != ckpt.get("weights_hash"):
-        raise CheckpointError(f"{path}: weights hash mismatch (file corrupt?)")
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"the state dict is a {type(sd).__name__}, not a mapping")
+    for name, t in sd.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"the state dict has a key {_short(name)} that is not a tensor name")
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"state dict entry {_short(name)} is a {type(t).__name__}, not a tensor")
+        if t.layout != torch.strided or t.is_quantized or t.is_meta:
+            raise CheckpointError(f"tensor {_short(name)} is not a plain dense tensor ({t.layout}"
+                                  f"{', quantized' if t.is_quantized else ''}{', no data' if t.is_meta else ''})")
+
+
+def check_state_dict(model: MeanScaleHyperprior, sd: dict, *, need_tables: bool = False) -> None:
+    """Whether ``sd`` (tensors checked by :func:`check_fields`) can be loaded into ``model`` — a
+    freshly built one, whose buffers still hold the architecture's constants — and used: exactly
+    the model's tensor names; floating-point tensors where the model's are, with the model's
+    shapes; finite values; the constants equal to the model's; gains and z's quantiles within
+    what the coder can code; consistent CDF tables (:func:`check_tables`), required with
+    ``need_tables`` (coding). CheckpointError naming the first problem."""
+    ref = model.state_dict()
+    missing, extra = [k for k in ref if k not in sd], [k for k in sd if k not in ref]
+    if missing:
+        raise CheckpointError(f"the state dict lacks tensor {missing[0]}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + f": it does not hold a {model.architecture} model of this config")
+    if extra:
+        raise CheckpointError(f"the state dict has unexpected tensor {_short(extra[0])}"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                              + f": it does not hold a {model.architecture} model of this config")
+    for name, want in ref.items():
+        t = sd[name]
+        if want.is_floating_point():
+            if not t.is_floating_point():
+                raise CheckpointError(f"tensor {name} is {_dtype(t)}, not floating point")
+        elif t.dtype != want.dtype:
+            raise CheckpointError(f"tensor {name} is {_dtype(t)}, not {_dtype(want)}")
+        if name.rsplit(".", 1)[-1] not in _TABLE_KEYS and t.shape != want.shape:
+            raise CheckpointError(f"tensor {name} has shape {tuple(t.shape)}, the config needs {tuple(want.shape)}")
+    for name, t in sd.items():
+        # A sum is finite unless some value is not (or it overflows: then look at each value).
+        if (t.is_floating_point() and not math.isfinite(float(torch.sum(t, dtype=torch.float32)))
+                and not bool(torch.isfinite(t).all())):
+            raise CheckpointError(f"tensor {name} holds {'NaN' if bool(torch.isnan(t).any()) else 'infinity'}")
+    for name, want in model.named_buffers():
+        if name not in ref or not want.is_floating_point():
+            continue
+        if not torch.allclose(sd[name].float(), want.float(), rtol=1e-5, atol=0):
+            raise CheckpointError(f"tensor {name} differs from the constant its architecture and config define")
+    for name in ("log_gain", "log_inv_gain"):
+        if float(sd[name].abs().max()) > MAX_LOG_GAIN:
+            raise CheckpointError(f"tensor {name} holds values beyond ±{MAX_LOG_GAIN:.1f}: gains that large put "
+                                  "the latents beyond what the coder can code")
+    q = sd["entropy_bottleneck.quantiles"]
+    if q.numel() and float(q.abs().max()) > MAX_QUANTILE:
+        raise CheckpointError(f"tensor entropy_bottleneck.quantiles holds values beyond ±{MAX_QUANTILE:g}: z's "
+                              "distribution would not fit a CDF table")
+    check_tables(sd, "entropy_bottleneck", model.entropy_bottleneck.channels, centred=False, need=need_tables)
+    check_tables(sd, "gaussian_conditional", len(model.gaussian_conditional.scale_table), centred=True,
+                 need=need_tables)
+
+
+def check_tables(sd: dict, prefix: str, rows: int, *, centred: bool, need: bool) -> None:
+    """The CDF tables of the entropy model ``prefix`` — ``_quantized_cdf`` ``(rows, W)``,
+    ``_cdf_length`` and ``_offset`` ``(rows,)``, int32 — are what CompressAI's rANS coder assumes
+    without checking (its ``assert_cdfs`` is compiled out): each row k has a length
+    ``3 ≤ L ≤ W``, starts at 0, ends at ``2**16`` at column ``L − 1`` and rises strictly up to
+    there, so every symbol (the escape symbol included) has a frequency from 1 to ``2**16 − 1``.
+    A zero frequency divides by zero in the encoder (SIGFPE), one of ``2**16`` wraps to 0 in its
+    16-bit field (L = 2), a row not ending at ``2**16`` sends the decoder's search past the row.
+    The offsets are where CompressAI's ``update`` puts them: the first symbol of a row at or
+    below 0 (the median) within the row's ``L − 3`` coded values; centred on 0 for the Gaussian
+    conditional (``centred``). Tables that are all empty (a training checkpoint: ``update`` not
+    run) pass unless ``need``."""
+    cdf, length, offset = (sd[f"{prefix}.{k}"] for k in ("_quantized_cdf", "_cdf_length", "_offset"))
+    if cdf.numel() == length.numel() == offset.numel() == 0:
+        if need:
+            raise CheckpointError(f"{prefix} has no CDF tables: these are training weights; export them "
+                                  "(aecodec export) to code with them")
+        return
+    if cdf.dim() != 2 or cdf.shape[0] != rows or length.shape != (rows,) or offset.shape != (rows,):
+        raise CheckpointError(f"{prefix}'s CDF tables have shapes {tuple(cdf.shape)}, {tuple(length.shape)} and "
+                              f"{tuple(offset.shape)}; the config needs ({rows}, width), ({rows},) and ({rows},)")
+    width = cdf.shape[1]
+    if not 3 <= width <= CDF_ONE + 1:
+        raise CheckpointError(f"{prefix}'s CDF tables are {width} wide, not 3 to {CDF_ONE + 1}")
+    n = length.long()
+    bad = ((n < 3) | (n > width)).nonzero()
+    if bad.numel():
+        k = int(bad[0])
+        raise CheckpointError(f"{prefix}._cdf_length[{k}] is {int(n[k])}, not 3 to {width} (the table width)")
+    c = cdf
+    used = torch.arange(width)[None, :] < n[:, None]
+    last = c.gather(1, (n - 1)[:, None])[:, 0]
+    outside = (((c < 0) | (c > CDF_ONE)) & used).any(1)
+    steps = c[:, 1:] - c[:, :-1]  # int32: no overflow once the values are within 0…2**16
+    for what, wrong in (("holds values outside 0…65536", outside),
+                        ("does not start at 0", c[:, 0] != 0),
+                        (f"does not end at {CDF_ONE} (column _cdf_length − 1)", last != CDF_ONE),
+                        ("gives a symbol zero or negative frequency", ((steps <= 0) & used[:, 1:]).any(1))):
+        if bool(wrong.any()):
+            raise CheckpointError(f"{prefix}'s CDF table {int(wrong.nonzero()[0])} {what}")
+    off = offset.long()
+    wrong = off != -((n - 3) // 2) if centred else (off > 0) | (off < -(n - 3))
+    if centred:
+        wrong |= (n - 3) % 2 != 0
+    if bool(wrong.any()):
+        k = int(wrong.nonzero()[0])
+        raise CheckpointError(f"{prefix}._offset[{k}] is {int(off[k])}, inconsistent with its table of length "
+                              f"{int(n[k])}")
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location="cpu",
+                    need_tables: bool = False) -> tuple[MeanScaleHyperprior, dict]:
+    """Rebuild the model from its saved config and weights, each checked
+    (:func:`check_fields`, :func:`build_model`, :func:`check_state_dict`, the weights hash);
+    ``need_tables``: the weights must carry CDF tables (coding, not training). Every problem is
+    one :class:`CheckpointError` ``<path>: <what is wrong>``; FileNotFoundError without the file."""
+    ckpt = read_checkpoint(path, map_location=map_location)
+    with _about(path):
+        model = build_model(ckpt["arch"], ckpt["config"], init=False)  # every weight is loaded below (strict)
+        sd = ckpt["state_dict"]
+        check_state_dict(model, sd, need_tables=need_tables)
+        if weights_hash(sd) != ckpt["weights_hash"]:
+            raise CheckpointError("weights hash mismatch (file corrupt?)")
     model.load_state_dict(sd)  # copies each tensor into the model's float32 one: no float32 copy of the file
     model.eval()
     return model, ckpt
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _short(value) -> str:
+    """A value as a message shows it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn as nn
 
+from ..codec import format as fmt
 from ..entropy import hyperprior as coding
 from ..entropy.models import EntropyBottleneck, GaussianConditional
 from .aux_transform import HaarAnalysis, HaarSynthesis
@@ -40,6 +41,10 @@ from .layers import GDN, ChannelsLastSynthesis, conv, deconv, run_inplace
 from .registry import register_architecture
 
 __all__ = ["HyperpriorConfig", "MeanScaleHyperprior"]
+
+MAX_LEVELS = 256  # gain levels a config may have
+MAX_SCALE_LEVELS = 1024  # CDF tables of y a config may ask for
+MAX_SCALE = 4096.0  # largest table scale: its CDF (≈ 12·scale symbols) must fit 16-bit probabilities
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,68 @@ class HyperpriorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HyperpriorConfig":
+        """The config a checkpoint saved, each field checked (a ``ValueError`` naming the first
+        wrong one): a damaged or hostile config must neither build a huge model nor one that
+        breaks later. Fields it lacks keep their defaults, as when it was saved."""
+        if not isinstance(d, dict):
+            raise ValueError(f"the config is a {type(d).__name__}, not a mapping")
+        unknown = sorted(map(str, set(d) - {f.name for f in fields(cls)}))
+        if unknown:
+            raise ValueError(f"unknown config field {_short(unknown[0])}")
         d = dict(d)
-        d["lambdas"] = tuple(d["lambdas"])
-        d["fixed_point"] = FixedPoint(**d["fixed_point"])
+        for name in ("N", "M"):
+            if name in d:
+                _check_int(name, d[name], 1, fmt.MAX_CHANNELS)
+        if "scale_levels" in d:
+            _check_int("scale_levels", d["scale_levels"], 1, MAX_SCALE_LEVELS)
+        if "lambdas" in d:
+            lam = d["lambdas"]
+            if not isinstance(lam, (list, tuple)) or not 1 <= len(lam) <= MAX_LEVELS:
+                raise ValueError(f"lambdas must be a list of 1 to {MAX_LEVELS} numbers")
+            for x in lam:
+                _check_float("lambdas", x, 0.0, math.inf)
+            d["lambdas"] = tuple(float(x) for x in lam)
+        for name in ("scale_min", "scale_max"):
+            if name in d:
+                _check_float(name, d[name], 0.0, MAX_SCALE)
+        if d.get("scale_min", cls.scale_min) >= d.get("scale_max", cls.scale_max):
+            raise ValueError("scale_min must be below scale_max")
+        if "aux_transform" in d and not isinstance(d["aux_transform"], bool):
+            raise ValueError("aux_transform must be true or false")
+        if "fixed_point" in d:
+            d["fixed_point"] = _fixed_point(d["fixed_point"])
         return cls(**d)
+
+
+def _short(value) -> str:
+    """A value as a message shows it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {_short(value)}")
+
+
+def _check_float(name: str, value, lo: float, hi: float) -> None:
+    """A finite number in ``(lo, hi]`` (``lo`` excluded: scales and λ are positive)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not lo < value <= hi):
+        raise ValueError(f"{name} must be a number above {lo:g} and at most {hi:g}, not {_short(value)}")
+
+
+def _fixed_point(d) -> FixedPoint:
+    """A :class:`FixedPoint` from its saved fields, each within what :func:`check_bounds` can weigh."""
+    if not isinstance(d, dict) or not set(d) <= {f.name for f in fields(FixedPoint)}:
+        raise ValueError("fixed_point must map w_bits, w_max, a_bits and a_max to numbers")
+    for name in ("w_bits", "a_bits"):
+        if name in d:
+            _check_int(f"fixed_point.{name}", d[name], 0, 52)
+    for name in ("w_max", "a_max"):
+        if name in d:
+            _check_float(f"fixed_point.{name}", d[name], 0.0, 2.0**52)
+    return FixedPoint(**d)
 
 
 @register_architecture("mean-scale-hyperprior-vr", HyperpriorConfig)

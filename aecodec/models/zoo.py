@@ -48,7 +48,7 @@ def resolve(model: str | os.PathLike | None) -> Path:
 def _load(path: str, mtime: float, device: str):
     from .checkpoint import load_checkpoint
 
-    model, ckpt = load_checkpoint(path)
+    model, ckpt = load_checkpoint(path, need_tables=True)  # checked: CheckpointError "<path>: …"
     return model.to(device), ckpt["model_id"], ckpt["weights_hash"]
 
 
