@@ -159,8 +159,8 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
                 raise
             except JobFailed as exc:  # the attempt markers stay: a worker that died counts
                 finished = summary.done + summary.skipped + summary.failed
-                raise JobFailed(f"batch job stopped: {exc}; the {finished} of {len(items)} images that finished "
-                                f"are listed in {partial}, and a rerun resumes") from None
+                raise JobFailed(f"batch job stopped: {exc}; {finished} of {len(items)} images finished, their rows "
+                                f"are in {partial}, and a rerun resumes") from None
             finally:
                 os.fsync(log.fileno())
     os.replace(partial, manifest)

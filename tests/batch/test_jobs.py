@@ -64,7 +64,7 @@ def test_a_cluster_that_fails_partway_ends_the_job_in_one_line_and_keeps_what_fi
     with pytest.raises(JobFailed) as caught:
         run_job(Job("encode"), src, out)
     partial = out / "manifest.jsonl.partial"
-    assert str(caught.value) == (f"batch job stopped: {what}; the 2 of 4 images that finished are listed in "
+    assert str(caught.value) == (f"batch job stopped: {what}; 2 of 4 images finished, their rows are in "
                                  f"{partial}, and a rerun resumes")
     assert "\n" not in str(caught.value)
     rows = read_manifest(partial)
