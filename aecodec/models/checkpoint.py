@@ -175,22 +175,22 @@ def check_fields(ckpt) -> None:
     if not isinstance(ckpt["arch"], str):
         raise CheckpointError(f"architecture {_short(ckpt['arch'])} is not a name")
     if not isinstance(ckpt["config"], dict):
-        raise CheckpointError(f"the model config is a {type(ckpt['config']).__name__}, not a mapping")
+        raise CheckpointError(f"the model config is of type {type(ckpt['config']).__name__}, not a mapping")
     digest = ckpt["weights_hash"]
     if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HASH_HEX_CHARS}}}", digest):
         raise CheckpointError(f"weights hash {_short(digest)} is not {HASH_HEX_CHARS} hex digits")
     if "storage" in ckpt and ckpt["storage"] not in STORAGES:
         raise CheckpointError(f"storage {_short(ckpt['storage'])} is not one of {', '.join(STORAGES)}")
     if not isinstance(ckpt.get("training", {}), dict):
-        raise CheckpointError(f"the training record is a {type(ckpt['training']).__name__}, not a mapping")
+        raise CheckpointError(f"the training record is of type {type(ckpt['training']).__name__}, not a mapping")
     sd = ckpt["state_dict"]
     if not isinstance(sd, dict):
-        raise CheckpointError(f"the state dict is a {type(sd).__name__}, not a mapping")
+        raise CheckpointError(f"the state dict is of type {type(sd).__name__}, not a mapping")
     for name, t in sd.items():
         if not isinstance(name, str):
             raise CheckpointError(f"the state dict has a key {_short(name)} that is not a tensor name")
         if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"state dict entry {_short(name)} is a {type(t).__name__}, not a tensor")
+            raise CheckpointError(f"state dict entry {_short(name)} is of type {type(t).__name__}, not a tensor")
         if t.layout != torch.strided or t.is_quantized or t.is_meta:
             raise CheckpointError(f"tensor {_short(name)} is not a plain dense tensor ({t.layout}"
                                   f"{', quantized' if t.is_quantized else ''}{', no data' if t.is_meta else ''})")

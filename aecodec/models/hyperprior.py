@@ -83,7 +83,7 @@ class HyperpriorConfig:
         wrong one): a damaged or hostile config must neither build a huge model nor one that
         breaks later. Fields it lacks keep their defaults, as when it was saved."""
         if not isinstance(d, dict):
-            raise ValueError(f"the config is a {type(d).__name__}, not a mapping")
+            raise ValueError(f"the config is of type {type(d).__name__}, not a mapping")
         unknown = sorted(map(str, set(d) - {f.name for f in fields(cls)}))
         if unknown:
             raise ValueError(f"unknown config field {_short(unknown[0])}")

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import CheckpointError, one_line
 from ..models.checkpoint import load_checkpoint
 from ..models.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 from .data import CropSampler, load_images, read_images
@@ -20,7 +21,7 @@ from .distributed import Dist, seed_for, wrap_ddp
 from .options import TrainOptions
 from .step import lr_at, optimisers, set_bf16
 
-__all__ = ["Chunk", "set_up"]
+__all__ = ["Chunk", "set_up", "check_resumable"]
 
 
 @dataclass
@@ -72,7 +73,7 @@ def set_up(o: TrainOptions, d: Dist, device: torch.device, log) -> Chunk:
     _prepare(model, o, device)
     opt, aux_opt = optimisers(model, o.lr)
     if ckpt is not None and "optimizer" in ckpt:
-        _restore(ckpt, opt, aux_opt, d, device)
+        _restore(o.resume, ckpt, opt, aux_opt, d, device)
     forward = wrap_ddp(model, device) if d.world > 1 else model
     if o.compile:
         forward = torch.compile(forward)
@@ -104,13 +105,16 @@ def _start_from(o: TrainOptions) -> tuple[MeanScaleHyperprior, TrainOptions, int
     ckpt = None
     if o.resume:
         model, ckpt = load_checkpoint(o.resume)
-        step = int(ckpt["step"])
+        check_resumable(o.resume, ckpt)
+        step = ckpt["step"]
         record = ckpt.get("training") or record
         o = dataclasses.replace(o, model_id=ckpt["model_id"])
     elif o.init_from:
         model, src = load_checkpoint(o.init_from)
         record = dict(src.get("training") or record)
-        step = int(src.get("step", record.get("steps", 0)))
+        step = src.get("step", record.get("steps", 0))
+        if not _is_count(step) or not _record_fits(record):
+            raise CheckpointError(f"{o.init_from}: its training record is damaged (step count, chunks or eval)")
         o = dataclasses.replace(o, model_id=src["model_id"])
     else:
         cfg = HyperpriorConfig(N=o.N, M=o.M, aux_transform=o.aux_transform,
@@ -120,6 +124,30 @@ def _start_from(o: TrainOptions) -> tuple[MeanScaleHyperprior, TrainOptions, int
         model = _with_aux_transform(model)
     record.setdefault("chunks", [])
     return model, o, step, record, ckpt
+
+
+def check_resumable(path, ckpt: dict) -> None:
+    """A checkpoint that ``--resume`` can continue: the training state :func:`~.loop.save` writes
+    (step, both optimisers, the random state) beside the weights. Exported weights have none:
+    ``--init-from`` starts from them. CheckpointError ``<path>: <what>`` otherwise."""
+    state = ("step", "optimizer", "aux_optimizer", "rng")
+    if not any(k in ckpt for k in state):
+        raise CheckpointError(f"{path}: exported weights (no training state) cannot be resumed; "
+                              f"start a run from them with --init-from {path}")
+    if (not _is_count(ckpt.get("step")) or not all(isinstance(ckpt.get(k), dict) for k in state[1:])
+            or not isinstance(ckpt["rng"].get("torch"), torch.Tensor) or not _record_fits(ckpt.get("training", {}))):
+        raise CheckpointError(f"{path}: its training state is damaged (step, optimisers, random state or "
+                              "record); resume from an earlier checkpoint, or start from its weights with --init-from")
+
+
+def _is_count(step) -> bool:
+    return isinstance(step, int) and not isinstance(step, bool) and step >= 0
+
+
+def _record_fits(record: dict) -> bool:
+    """Whether the parts of a training record that a continued run reads have their types."""
+    return (isinstance(record.get("chunks", []), list) and isinstance(record.get("eval", {}), dict)
+            and _is_count(record.get("steps", 0)))
 
 
 def _with_aux_transform(model: MeanScaleHyperprior) -> MeanScaleHyperprior:
@@ -143,14 +171,23 @@ def _prepare(model: MeanScaleHyperprior, o: TrainOptions, device: torch.device) 
     set_bf16(model, o.amp == "bf16")
 
 
-def _restore(ckpt: dict, opt, aux_opt, d: Dist, device: torch.device) -> None:
-    """A resumed chunk continues both optimisers and (one process) the random streams."""
-    opt.load_state_dict(ckpt["optimizer"])
-    aux_opt.load_state_dict(ckpt["aux_optimizer"])
-    if d.world == 1:
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+def _restore(path, ckpt: dict, opt, aux_opt, d: Dist, device: torch.device) -> None:
+    """A resumed chunk continues both optimisers and (one process) the random streams; state
+    that does not fit them (a damaged or foreign checkpoint) is a CheckpointError naming ``path``."""
+    try:
+        for optim, key in ((opt, "optimizer"), (aux_opt, "aux_optimizer")):
+            optim.load_state_dict(ckpt[key])
+            for group in optim.param_groups:
+                for p in group["params"]:
+                    for v in optim.state.get(p, {}).values():
+                        if torch.is_tensor(v) and v.dim() and (v.shape != p.shape or not bool(torch.isfinite(v).all())):
+                            raise ValueError("an optimiser state tensor does not fit its parameter")
+        if d.world == 1:
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if device.type == "cuda" and "cuda" in ckpt["rng"]:
+                torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: its training state does not fit the model ({one_line(exc)})") from None
 
 
 def _sampler(o: TrainOptions, device: torch.device, log) -> tuple[CropSampler, int]:

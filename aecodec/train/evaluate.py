@@ -4,6 +4,7 @@ through the codec's own path; :func:`export` strips the training state off a res
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from .. import metrics
 from ..codec import api
 from ..codec import format as fmt
 from ..codec.pipeline import quality_to_level
+from ..errors import TrainError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.hyperprior import MeanScaleHyperprior
 from ..models.zoo import DEFAULT_MODEL_ID
@@ -58,10 +60,27 @@ def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str
     """Strip training state, compute the CDF tables once, keep the training record.
 
     ``storage="mixed"`` (the default) halves the file: float16 convolutions, float32 GDN and
-    entropy models (models/checkpoint.py)."""
+    entropy models (models/checkpoint.py). The export never replaces its own input (its training
+    state would be gone): TrainError, before any work."""
+    if _same_file(resumable, out):
+        raise TrainError(f"{out}: is the checkpoint being exported ({resumable}); exporting over it would "
+                         "lose its training state — write the export to another file")
     model, ckpt = load_checkpoint(resumable)
     model.update()
     digest = save_checkpoint(out, model, model_id=ckpt["model_id"], training=ckpt.get("training"),
                              storage=storage)
     log(f"exported {out} ({storage} storage, weights {digest})")
     return digest
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``b`` is (or resolves to, or is a hard link of) the file ``a``."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # either does not exist (yet)
+        pass
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return False
