@@ -57,3 +57,32 @@ def test_a_resumed_run_cannot_change_its_architecture(data_dir, tmp_path):
     with pytest.raises(TrainError, match="keeps its checkpoint's architecture"):
         train(opts(data_dir, tmp_path / "run.pt", steps=2, resume=tmp_path / "run.pt", aux_transform=True),
               log=lambda *_: None)
+
+
+def test_a_resume_needs_a_training_state_that_fits_the_model(data_dir, tmp_path):
+    """--resume of exported weights says what they are and to use --init-from; a damaged training
+    state (step, optimiser tensors that do not fit) is one CheckpointError naming the file."""
+    from aecodec.errors import CheckpointError
+    from aecodec.models.checkpoint import weights_hash
+
+    run, weights = tmp_path / "run.pt", tmp_path / "w.pt"
+    train(opts(data_dir, run, steps=1), log=lambda *_: None)
+    export(run, weights, log=lambda *_: None)
+    with pytest.raises(CheckpointError, match=f"^{weights}: exported weights \\(no training state\\) cannot be "
+                                              f"resumed; start a run from them with --init-from {weights}$"):
+        train(opts(data_dir, tmp_path / "next.pt", steps=2, resume=weights), log=lambda *_: None)
+    state = torch.load(run, weights_only=True)
+    first = next(iter(state["optimizer"]["state"]))
+    for name, damage, why in (
+            ("step.pt", lambda c: c.update(step="3"), "its training state is damaged"),
+            ("record.pt", lambda c: c["training"].update(chunks={}), "its training state is damaged"),
+            ("adam.pt", lambda c: c["optimizer"]["state"][first].update(exp_avg=torch.zeros(2, 2)),
+             "its training state does not fit the model"),
+            ("groups.pt", lambda c: c["optimizer"].update(param_groups=[]), "its training state does not fit the model")):
+        c = torch.load(run, weights_only=True)
+        damage(c)
+        c["weights_hash"] = weights_hash(c["state_dict"])
+        torch.save(c, tmp_path / name)
+        with pytest.raises(CheckpointError, match=f"^{tmp_path / name}: {why}"):
+            train(opts(data_dir, tmp_path / "next.pt", steps=2, resume=tmp_path / name), log=lambda *_: None)
+    assert not (tmp_path / "next.pt").exists()

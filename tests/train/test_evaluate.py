@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -75,3 +76,25 @@ def test_evaluation_codes_real_bitstreams(data_dir, tmp_path):
             psnr.append(10 * np.log10(255**2 / np.mean((dec - a.astype(np.float64)) ** 2)))
         assert abs(r["bpp"] - np.mean(bpp)) <= 1e-9 * np.mean(bpp)
         assert abs(r["psnr"] - np.mean(psnr)) <= 1e-9 * np.mean(psnr)
+
+
+def test_export_never_writes_over_its_input_and_refuses_damaged_checkpoints_in_one_line(data_dir, tmp_path):
+    from aecodec.errors import CheckpointError
+    from aecodec.models.checkpoint import weights_hash
+    from aecodec.train import TrainError, export
+
+    run = tmp_path / "run.pt"
+    train(opts(data_dir, run, steps=1), log=lambda *_: None)
+    before = run.read_bytes()
+    (tmp_path / "link.pt").symlink_to(run)
+    for out in (run, tmp_path / "link.pt", tmp_path / "." / "run.pt"):
+        with pytest.raises(TrainError, match=f"^{out}: is the checkpoint being exported"):
+            export(run, out, log=lambda *_: None)
+    assert run.read_bytes() == before  # the training state is still there
+    c = torch.load(run, weights_only=True)
+    c["state_dict"]["g_a.0.weight"][0, 0, 0, 0] = float("nan")
+    c["weights_hash"] = weights_hash(c["state_dict"])
+    torch.save(c, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=f"^{tmp_path / 'nan.pt'}: tensor g_a.0.weight holds NaN$"):
+        export(tmp_path / "nan.pt", tmp_path / "w.pt", log=lambda *_: None)
+    assert not (tmp_path / "w.pt").exists()
