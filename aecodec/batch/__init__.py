@@ -111,7 +111,7 @@ def _rows(path: str | os.PathLike) -> Iterator[dict]:
 
 def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifest: str | os.PathLike | None = None,
             on_row: Callable[[dict], None] | None = None, on_start: Callable[[int, str], None] | None = None,
-            **engine) -> Summary:
+            watch: bool = False, **engine) -> Summary:
     """Run ``job`` on the inputs under ``src`` with outputs (and, by default, the manifest) under
     ``dst``; ``engine`` goes to :func:`aecodec.batch.engine.connected` (address, workers,
     cpus_per_worker, gpus_per_worker). ``on_start(n, pool)`` is called once the pool is planned,
@@ -120,7 +120,8 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
     input, a manifest path holding something else) raises a :class:`~aecodec.errors.CodecError`
     (:class:`~aecodec.errors.BatchError` for the engine's and the folders' reasons) before any
     folder or file is made; one whose cluster fails partway raises :class:`JobFailed`, the
-    manifest's ``.partial`` file kept."""
+    manifest's ``.partial`` file kept. ``watch`` (the command line's): if Ray ends this process
+    (:func:`~aecodec.batch.engine.driver_watched`), a watcher says so in one line on stderr."""
     from . import engine as ray_engine
 
     start = time.perf_counter()
@@ -153,7 +154,8 @@ def run_job(job: Job, src: str | os.PathLike, dst: str | os.PathLike, *, manifes
                     on_row(row)
 
             try:
-                ray_engine.run(job, items, pool, row_done)
+                with ray_engine.driver_watched(partial, len(items)) if watch else contextlib.nullcontext():
+                    ray_engine.run(job, items, pool, row_done)
             except KeyboardInterrupt:  # the images being worked on were stopped, not deadly: forget their attempts
                 shutil.rmtree(dst / ATTEMPTS_DIR, ignore_errors=True)
                 raise

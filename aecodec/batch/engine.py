@@ -8,7 +8,10 @@ shut down at the end); ``address`` joins a running cluster (``auto``, ``ray://ho
 A failure of the cluster while the rows stream back — a node or a worker dying (killed for memory,
 a plasma store that cannot map its memory), an object lost, a worker that cannot start, the
 connection to the cluster gone — ends :func:`run` with :class:`JobFailed`, in one line
-(:func:`failure`), after the rows that finished went to ``on_row``.
+(:func:`failure`), after the rows that finished went to ``on_row``. When the Ray node of the
+driver's own machine dies (its raylet or object store killed), Ray's C++ core ends the driver
+process at once (exit 1, nothing said, no Python code runs): :func:`driver_watched` leaves a small
+process behind that says so, in one line, when that happens.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import BatchError, one_line
 from .work import Item, Job, Worker
 
-__all__ = ["BatchError", "JobFailed", "Pool", "connected", "failure", "plan_pool", "ray_or_error", "run"]
+__all__ = ["BatchError", "JobFailed", "Pool", "connected", "driver_watched", "failure", "plan_pool", "ray_or_error",
+           "run"]
 
 INSTALL_HINT = "aecodec batch needs Ray: pip install 'aecodec[cluster]'"
 MAX_BLOCKS = 20_000  # one block per item up to this many (a worker takes a block at a time)
@@ -174,6 +180,24 @@ def _quiet(ray) -> None:
 
 
 @contextmanager
+def _cluster_errors_unprinted(ray):
+    """While a job runs, Ray's driver does not print the cluster's error messages (a dead worker's
+    traceback, "(raylet) … will be retried") on stdout from its listener thread: the job reports a
+    failure itself, in one line, from the exception it gets. Put back on the way out, for a caller's
+    own Ray. (A private hook of Ray's: where it is missing, the messages show.)"""
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    printer = getattr(module, "print_to_stdstream", None)
+    if printer is None:
+        yield
+        return
+    module.print_to_stdstream = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        module.print_to_stdstream = printer
+
+
+@contextmanager
 def connected(address: str | None = None, workers: int | None = None, cpus_per_worker: int | None = None,
               gpus_per_worker: float | None = None):
     """Ray started (or joined, at ``address``) and the :class:`Pool` planned for it — before a job
@@ -181,13 +205,14 @@ def connected(address: str | None = None, workers: int | None = None, cpus_per_w
     shut down on the way out."""
     ray = ray_or_error()
     started = _connect(ray, address)
-    try:
-        _quiet(ray)
-        nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-        yield plan_pool(ray.cluster_resources(), nodes, workers, cpus_per_worker, gpus_per_worker)
-    finally:
-        if started:
-            ray.shutdown()
+    with _cluster_errors_unprinted(ray):
+        try:
+            _quiet(ray)
+            nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+            yield plan_pool(ray.cluster_resources(), nodes, workers, cpus_per_worker, gpus_per_worker)
+        finally:
+            if started:
+                ray.shutdown()
 
 
 def run(job: Job, items: list[Item], pool: Pool, on_row: Callable[[dict], None]) -> None:
@@ -276,3 +301,51 @@ def _where(exc: BaseException, text: str) -> str:
                                                                      text, re.I)) else None)
     parts = ([f"worker pid {pid}"] if pid else []) + ([f"on {ip}"] if ip else [])
     return f" ({' '.join(parts)})" if parts else ""
+
+
+_WATCHER = """
+import os, sys
+fd, partial, line = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+said = b""
+while True:
+    chunk = os.read(fd, 64)
+    if not chunk:
+        break
+    said += chunk
+if not said.endswith(b"ok"):
+    try:
+        with open(partial, "rb") as f:
+            finished = sum(1 for _ in f)
+    except OSError:
+        finished = 0
+    sys.stderr.write(("\\r\\x1b[K" if sys.stderr.isatty() else "") + line.replace("{finished}", str(finished)) + "\\n")
+"""
+
+
+@contextmanager
+def driver_watched(partial: Path, total: int):
+    """While the job runs, a process of a few MB waits on a pipe from this one: if this process ends
+    without passing through here on its way out — Ray's core killed it because the Ray node of this
+    machine died (a raylet or plasma store killed for memory, an object store that cannot map its
+    memory), or the system killed it — the watcher writes the job's one error line on the same
+    stderr: what happened and where the manifest of the images that finished is."""
+    line = (f"aecodec: error: batch job stopped: the Ray node of this machine died (its raylet or object store "
+            f"failed or was killed, out of memory?) and Ray ended this process; {{finished}} of {total} images "
+            f"finished, their rows are in {partial}, and a rerun resumes")
+    read, write = os.pipe()
+    try:
+        watcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER, str(read), str(partial), line],
+                                   pass_fds=(read,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   start_new_session=True)  # Ctrl-C is the driver's to report
+    except OSError:  # no process to spare: the job runs unwatched
+        os.close(read)
+        os.close(write)
+        yield
+        return
+    os.close(read)
+    try:
+        yield
+    finally:
+        os.write(write, b"ok")
+        os.close(write)
+        watcher.wait()

@@ -62,7 +62,7 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
 
         try:
             with signals_stop():
-                summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started,
+                summary = run_job(job, src, dst, manifest=manifest, on_row=finished, on_start=started, watch=True,
                                   address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                                   gpus_per_worker=gpus_per_worker)
         except JobFailed as exc:  # the cluster failed partway: what failed, where the manifest is

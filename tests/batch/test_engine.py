@@ -86,3 +86,33 @@ def test_run_turns_the_clusters_failure_into_job_failed_and_lets_the_drivers_own
 
     with pytest.raises(OSError, match="No space left"):
         run(Job("encode"), items, Pool(1, 1, 0.0), disk_full)
+
+
+# ------------------------------------------------------------------------------- a driver that Ray ends
+WATCHED = """
+import os, sys
+from pathlib import Path
+from aecodec.batch.engine import driver_watched
+with driver_watched(Path(sys.argv[1]), 5):
+    if sys.argv[2] == "die":
+        os._exit(1)  # what Ray's C++ core does when the Ray node of this machine dies
+print("done")
+"""
+
+
+@pytest.mark.parametrize("how", ["die", "finish"])
+def test_a_driver_that_ray_ends_at_once_still_gets_its_one_error_line(tmp_path, how):
+    import subprocess
+    import sys
+
+    partial = tmp_path / "manifest.jsonl.partial"
+    partial.write_text('{"input": "a.png", "status": "done"}\n{"input": "b.png", "status": "done"}\n')
+    r = subprocess.run([sys.executable, "-c", WATCHED, str(partial), how], capture_output=True, text=True, timeout=60)
+    if how == "die":
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.splitlines() == [
+            "aecodec: error: batch job stopped: the Ray node of this machine died (its raylet or object store failed "
+            f"or was killed, out of memory?) and Ray ended this process; 2 of 5 images finished, their rows are in "
+            f"{partial}, and a rerun resumes"]
+    else:
+        assert r.returncode == 0 and r.stdout == "done\n" and r.stderr == ""

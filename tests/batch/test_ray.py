@@ -208,3 +208,60 @@ def test_batch_as_a_subprocess_starts_its_own_ray_and_prints_no_ray_noise(tmp_pa
     assert len(lines) == 4, r.stderr  # nothing from Ray: no log lines, no progress bars, no warnings
     for name in GOOD:
         assert (tmp_path / "out" / name).with_suffix(".aec").read_bytes() == aecodec.encode(src / name, quality=40)
+
+
+# ------------------------------------------------------------------------------- a cluster failure
+@needs_ray
+def test_workers_that_cannot_start_end_the_job_in_one_line_naming_why(local_ray, tmp_path):
+    """A real Ray failure (the workers' constructor raises, so Ray Data's actors die at creation):
+    one line that says what (the model's own error) and where (worker pid and node), exit 1."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(smooth_image(24, 32)).save(src / "a.png")
+    missing = tmp_path / "no-such-weights.pt"
+    r = runner.invoke(app, ["batch", "encode", str(src), str(tmp_path / "out"), "--model", str(missing)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    (line,) = [l for l in r.output.splitlines() if l.startswith("aecodec: error:")]
+    assert re.fullmatch(r"aecodec: error: batch job stopped: a worker could not start \(worker pid \d+ on [\d.:a-f]+\): "
+                        rf".*{re.escape(str(missing))}.*; 0 of 1 images finished, their rows are in "
+                        rf"{re.escape(str(tmp_path / 'out' / 'manifest.jsonl.partial'))}, and a rerun resumes", line), line
+    assert not (tmp_path / "out" / "a.aec").exists()
+
+
+@needs_ray
+def test_a_job_whose_ray_node_dies_says_so_in_one_line_and_keeps_the_rows_of_what_finished(tmp_path):
+    """The issue's case, for real: the raylet of the job's own Ray killed mid-job (as the OOM killer
+    or a plasma store that cannot map its memory does). Ray's core ends the driver at once, exit 1;
+    the one error line comes from the job's watcher; the rows of the images that finished stay."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(12):
+        Image.fromarray(smooth_image(256, 256, seed=i)).save(src / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    partial = out / "manifest.jsonl.partial"
+    driver = subprocess.Popen([sys.executable, "-m", "aecodec", "batch", "encode", str(src), str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (partial.is_file() and partial.read_text().count("\n")) and driver.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (raylet,) = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_and_name(p) == (driver.pid, "raylet")]
+    os.kill(int(raylet.name), signal.SIGKILL)
+    stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 1 and stdout == "" and "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert lines[0] == "12 images, 2 workers × 1 CPU" and len(lines) == 2, stderr
+    m = re.fullmatch(r"aecodec: error: batch job stopped: the Ray node of this machine died \(.*\) and Ray ended this "
+                     rf"process; (\d+) of 12 images finished, their rows are in {re.escape(str(partial))}, and a rerun "
+                     "resumes", lines[1])
+    assert m and 1 <= int(m.group(1)) < 12 and int(m.group(1)) == len(read_manifest(partial)), lines[1]
+    assert not (out / "manifest.jsonl").exists()
+
+
+def _parent_and_name(proc: Path) -> tuple[int, str] | None:
+    try:
+        stat = (proc / "stat").read_text()
+    except OSError:
+        return None
+    name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+    return int(rest[1]), name
