@@ -310,6 +310,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu",
             raise CheckpointError("weights hash mismatch (file corrupt?)")
     model.load_state_dict(sd)  # copies each tensor into the model's float32 one: no float32 copy of the file
     model.eval()
+    model.source = str(path)
     return model, ckpt
 
 

@@ -35,6 +35,7 @@ import torch.nn as nn
 from ..codec import format as fmt
 from ..entropy import hyperprior as coding
 from ..entropy.models import EntropyBottleneck, GaussianConditional
+from ..errors import ModelError
 from .aux_transform import HaarAnalysis, HaarSynthesis
 from .fixed_point import FixedPoint, FixedPointHyperSynthesis, ste_round
 from .layers import GDN, ChannelsLastSynthesis, conv, deconv, run_inplace
@@ -153,6 +154,7 @@ class MeanScaleHyperprior(nn.Module):
         weights are loaded next (:func:`~aecodec.models.layers.make_layer`)."""
         super().__init__()
         self.config = config
+        self.source: str | None = None  # the checkpoint it was loaded from, which messages name
         N, M, L = config.N, config.M, config.num_levels
         c, d = functools.partial(conv, init=init), functools.partial(deconv, init=init)
         self.g_a = nn.Sequential(c(3, N), GDN(N), c(N, N), GDN(N), c(N, N), GDN(N), c(N, M))
@@ -251,9 +253,14 @@ class MeanScaleHyperprior(nn.Module):
     @torch.inference_mode()
     def compress_latents(self, y: torch.Tensor, z: torch.Tensor | None = None) -> dict:
         """Entropy-code a (gained) latent: its hyper-latent z (default ``h_a(y)``; an encoder
-        search may choose its own), then y given ẑ (:func:`aecodec.entropy.hyperprior.compress`)."""
+        search may choose its own), then y given ẑ (:func:`aecodec.entropy.hyperprior.compress`).
+        Latents the coder cannot code (damaged weights: finite, but far too large) are a ModelError
+        naming the checkpoint."""
         z = self.h_a(y) if z is None else z
-        return coding.compress(self.entropy_bottleneck, self.gaussian_conditional, self.entropy_parameters, y, z)
+        try:
+            return coding.compress(self.entropy_bottleneck, self.gaussian_conditional, self.entropy_parameters, y, z)
+        except ValueError as exc:  # pixels in [0, 1] reach no such latents through sound weights
+            raise ModelError(f"{self.source or 'the model'}: {exc}: its weights cannot code this image") from None
 
     @torch.inference_mode()
     def decode_latents(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> dict:

@@ -290,3 +290,11 @@ def test_the_command_line_refuses_damaged_checkpoints_in_one_line_and_writes_not
     for proc, bad, out in runs:
         _one_error_line(proc, bad)
         assert not out.exists()
+
+
+def test_a_short_random_run_of_the_fuzz_harness_ends_without_a_crash_or_traceback(tmp_path):
+    from tests.fuzz_checkpoints import run
+
+    outcomes = run(120, seed=7, folder=tmp_path, log=None)
+    assert sum(outcomes.values()) == 120
+    assert sum(n for (_, o), n in outcomes.items() if o == "CheckpointError") > 60  # most mutations are refused
