@@ -126,6 +126,7 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None,
     if dst is not None:
         check_folders(src, Path(dst))
     inputs = _inputs(job, src)
+    name_max = _name_max(Path(dst)) if dst is not None else 0
     items, taken = [], {}
     for i, path in enumerate(inputs):
         rel = path.relative_to(src) if path != src else Path(path.name)
@@ -138,11 +139,26 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None,
         if item.dst is not None:
             if item.dst in taken:
                 item.error = f"{out}: {taken[item.dst]} is written there already"
+            elif len(os.fsencode(out.name)) > name_max:  # found out now, not after the image is coded
+                item.error = f"{out}: file name too long (at most {name_max} bytes, with room for its temp file's)"
             taken.setdefault(item.dst, item.input)
         items.append(item)
     if dst is not None:
         _check_outputs(items, src, others)
     return items
+
+
+def _name_max(dst: Path) -> int:
+    """The longest output name that :func:`~aecodec.codec.files.write_atomic` can write under
+    ``dst`` (the file system's limit, less what its temp file's name adds)."""
+    from ..codec.files import TEMP_EXTRA
+
+    existing = next(p for p in (dst.absolute(), *dst.absolute().parents) if p.is_dir())
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows)
+        limit = 255
+    return limit - TEMP_EXTRA
 
 
 def check_folders(src: Path, dst: Path) -> None:

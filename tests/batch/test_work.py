@@ -162,3 +162,14 @@ def test_a_users_file_where_an_output_goes_is_refused_unless_force_or_the_job_wr
     os.utime(original, (1, 1))
     item.owned = False
     assert Worker(Job("decode", force=True)).run(item)["status"] == "done" and original.read_bytes() != mine
+
+
+def test_an_output_name_too_long_for_its_temp_file_fails_before_any_work(tmp_path):
+    """A 250-byte input name: its output name fits the file system, but not with the temp file's
+    added (write_atomic would refuse it after the image was coded)."""
+    src = _images(tmp_path / "in", "x" * 246 + ".png", "short.png")
+    short, long = plan(Job("encode"), src, tmp_path / "out")  # sorted
+    assert long.error == f"{long.output}: file name too long (at most 241 bytes, with room for its temp file's)"
+    assert short.error is None
+    row = Worker(Job("encode")).run(long)
+    assert row["status"] == "failed" and "file name too long" in row["error"] and not (tmp_path / "out").exists()
