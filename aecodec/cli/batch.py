@@ -17,8 +17,9 @@ __all__ = ["batch_app"]
 
 batch_app = typer.Typer(no_args_is_help=True, help=(
     "Many images at once, spread over this machine's cores or a Ray cluster (needs Ray: "
-    "pip install 'aecodec[cluster]'). Outputs mirror the input folder; manifest.jsonl records each "
-    "image; a rerun skips outputs that are there and verify."))
+    "pip install 'aecodec[cluster]'). Outputs mirror the input folder in a folder outside it; manifest.jsonl "
+    "records each image; a rerun skips outputs that are there and verify, and never writes over a file it did "
+    "not write (without --force)."))
 
 Address = Annotated[Optional[str], typer.Option(
     help="Join this running Ray cluster (auto, ray://HOST:10001, …) instead of starting Ray on this machine. "
@@ -88,7 +89,7 @@ def _batch(job: dict, src: str, dst: str, *, address, workers, cpus_per_worker, 
 @batch_app.command("encode")
 def batch_encode(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of images (searched recursively), or one image.")],
-    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the .aec files (created): the inputs' relative paths, suffix .aec.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the .aec files (created; outside SRC): the inputs' relative paths, suffix .aec.")],
     quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75.")] = None,
     target_size: Annotated[Optional[str], typer.Option("--target-size", metavar="SIZE", help="Largest file allowed per image, e.g. 50k (see aecodec encode --help).")] = None,
     target_bpp: Annotated[Optional[float], typer.Option("--target-bpp", metavar="BPP", help="Largest file allowed per image in bits per pixel.")] = None,
@@ -113,7 +114,7 @@ def batch_encode(
 @batch_app.command("decode")
 def batch_decode(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of .aec files (searched recursively), or one file.")],
-    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the images (created): the inputs' relative paths.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the images (created; outside SRC): the inputs' relative paths.")],
     image_format: Annotated[str, typer.Option("--format", help="Output format by extension: png, webp, tif, bmp, jpg, …")] = "png",
     force: BatchForce = False,
     address: Address = None,
@@ -133,7 +134,7 @@ def batch_decode(
 @batch_app.command("rd")
 def batch_rd(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of images (searched recursively), or one image.")],
-    output: Annotated[str, typer.Option("-o", "--output", help="Folder for manifest.jsonl (per image and quality), rd.json (the mean curve) and rd.png.")] = "aecodec-rd",
+    output: Annotated[str, typer.Option("-o", "--output", help="Folder (outside SRC) for manifest.jsonl (per image and quality), rd.json (the mean curve) and rd.png.")] = "aecodec-rd",
     qualities: Annotated[Optional[str], typer.Option("--qualities", metavar="Q1,Q2,…", help="Qualities to code each image at. Default: the Kodak benchmark's (0,15,30,45,60,75,90,100).")] = None,
     effort: Annotated[int, typer.Option("-e", "--effort", min=1, max=9, help="Encoder effort 1-9.")] = 1,
     model: Model = None,
