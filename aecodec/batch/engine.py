@@ -224,12 +224,15 @@ def run(job: Job, items: list[Item], pool: Pool, on_row: Callable[[dict], None])
     if not items:
         return
     rows = [{"item": json.dumps(asdict(item))} for item in items]
-    ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-    ds = ds.map_batches(Worker, fn_constructor_kwargs={"job": job.to_dict(), "threads": pool.cpus_per_worker,
-                                                       "device": pool.device},
-                        batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool.workers),
-                        num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None)
-    stream = iter(ds.iter_rows())
+    try:
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
+        ds = ds.map_batches(Worker, fn_constructor_kwargs={"job": job.to_dict(), "threads": pool.cpus_per_worker,
+                                                           "device": pool.device},
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=pool.workers),
+                            num_cpus=pool.cpus_per_worker, num_gpus=pool.gpus_per_worker or None)
+        stream = iter(ds.iter_rows())
+    except Exception as exc:  # the items could not be put in the object store, …
+        raise JobFailed(failure(exc)) from None
     while True:
         try:
             r = next(stream)
@@ -329,9 +332,9 @@ def driver_watched(partial: Path, total: int):
     machine died (a raylet or plasma store killed for memory, an object store that cannot map its
     memory), or the system killed it — the watcher writes the job's one error line on the same
     stderr: what happened and where the manifest of the images that finished is."""
-    line = (f"aecodec: error: batch job stopped: the Ray node of this machine died (its raylet or object store "
-            f"failed or was killed, out of memory?) and Ray ended this process; {{finished}} of {total} images "
-            f"finished, their rows are in {partial}, and a rerun resumes")
+    line = (f"aecodec: error: batch job stopped: the process was ended at once, by Ray when the Ray node of this "
+            f"machine died (its raylet or object store failed or was killed: out of memory?) or by a signal; "
+            f"{{finished}} of {total} images finished, their rows are in {partial}, and a rerun resumes")
     read, write = os.pipe()
     try:
         watcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER, str(read), str(partial), line],

@@ -97,7 +97,7 @@ class Item:
     error: str | None = None  # refused before any work (two inputs onto one output)
     previous: dict | None = None  # rd: the image's row from an earlier run (reused if it still holds)
     marker: str | None = None  # the file that counts the workers that died working on it (:meth:`Worker._attempt`)
-    owned: bool = False  # an earlier run of the job wrote ``dst`` (its manifest says so): replaced if it fails to verify
+    owned: bool = False  # an earlier run wrote ``dst`` (its manifest says so): replaced if it fails to verify
 
 
 def _inputs(job: Job, src: Path) -> list[Path]:

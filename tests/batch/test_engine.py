@@ -111,8 +111,8 @@ def test_a_driver_that_ray_ends_at_once_still_gets_its_one_error_line(tmp_path, 
     if how == "die":
         assert r.returncode == 1 and r.stdout == ""
         assert r.stderr.splitlines() == [
-            "aecodec: error: batch job stopped: the Ray node of this machine died (its raylet or object store failed "
-            f"or was killed, out of memory?) and Ray ended this process; 2 of 5 images finished, their rows are in "
-            f"{partial}, and a rerun resumes"]
+            "aecodec: error: batch job stopped: the process was ended at once, by Ray when the Ray node of this "
+            "machine died (its raylet or object store failed or was killed: out of memory?) or by a signal; 2 of 5 "
+            f"images finished, their rows are in {partial}, and a rerun resumes"]
     else:
         assert r.returncode == 0 and r.stdout == "done\n" and r.stderr == ""
