@@ -195,22 +195,24 @@ def _check_manifest(path: Path, force: bool) -> None:
 def _mark_owned(items: list[Item], dst: Path, rows: Iterable[dict], tail: bool) -> None:
     """Mark the items whose output an earlier run of the job wrote (a done or skipped row names it),
     so that a worker may replace it when it fails to verify. With the manifest in ``dst`` (``tail``)
-    an output is matched by its path under ``dst``, so a folder moved or named from another working
-    folder is still the job's; a manifest elsewhere must name the very path."""
-    written = [r["output"] for r in rows if r.get("status") in ("done", "skipped") and isinstance(r.get("output"), str)]
+    a row counts for the item of the same input whose output lies at the same place under ``dst``
+    (a folder moved since is still the job's); a manifest elsewhere must name the very path."""
+    written = [r for r in rows if r.get("status") in ("done", "skipped") and isinstance(r.get("output"), str)
+               and isinstance(r.get("input"), str)]
     if not written:
         return
-    base = os.path.abspath(dst)
-    if tail:
-        under = {item.index: Path(os.path.relpath(item.dst, base)).parts for item in items if item.dst}
-        depth = max(map(len, under.values()), default=0)
-        keys = {parts[-k:] for parts in (Path(w).parts for w in written) for k in range(1, min(depth, len(parts)) + 1)}
-        for item in items:
-            item.owned = item.index in under and under[item.index] in keys
-    else:
-        keys = {os.path.abspath(w) for w in written}
+    if not tail:
+        keys = {os.path.abspath(r["output"]) for r in written}
         for item in items:
             item.owned = item.dst in keys
+        return
+    base = os.path.abspath(dst)
+    under = {item.index: Path(os.path.relpath(item.dst, base)).parts for item in items if item.dst}
+    depth = max(map(len, under.values()), default=0)
+    keys = {(os.path.abspath(r["input"]), parts[-k:]) for r in written for parts in [Path(r["output"]).parts]
+            for k in range(1, min(depth, len(parts)) + 1)}
+    for item in items:
+        item.owned = item.index in under and (item.src, under[item.index]) in keys
 
 
 def _remove_leftovers(dst: Path, items: list[Item]) -> None:

@@ -119,3 +119,15 @@ def test_a_manifest_path_that_holds_something_else_is_refused_before_any_work(tm
         run_job(Job("encode"), src, tmp_path / "out", manifest=src / "manifest.jsonl")
     run_job(Job("encode"), src, tmp_path / "out", manifest=tmp_path / "log.jsonl")
     assert run_job(Job("encode"), src, tmp_path / "out", manifest=tmp_path / "log.jsonl").skipped == 1  # its own: fine
+
+
+@needs_ray
+def test_an_output_of_another_image_at_another_depth_does_not_make_a_users_file_the_jobs(tmp_path, monkeypatch):
+    """sub/a.png was encoded to out/sub/a.aec; the user's out/a.aec (where a new a.png goes) is not the job's."""
+    fake_engine.install(monkeypatch)
+    src = _photos(tmp_path, "sub/a.png")
+    out = tmp_path / "out"
+    assert run_job(Job("encode"), src, out).done == 1
+    _photos(tmp_path, "a.png")
+    (out / "a.aec").write_bytes(b"mine")
+    assert run_job(Job("encode"), src, out).failed == 1 and (out / "a.aec").read_bytes() == b"mine"
