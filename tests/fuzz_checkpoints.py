@@ -209,6 +209,7 @@ def check(path: Path, image: np.ndarray) -> str:
         return "loaded, coded"
     except AecodecError as exc:
         assert "\n" not in str(exc), repr(str(exc))
+        check.last_error = str(exc)
         return f"loaded, {type(exc).__name__} when coding"
 
 
@@ -237,6 +238,8 @@ def run(cases: int, seed: int, folder: Path, log=print, hang: float | None = Non
             if hang:
                 faulthandler.cancel_dump_traceback_later()
         outcomes[kind, outcome] += 1
+        if log and outcome.endswith("when coding"):
+            log(f"case {i} ({kind}): {outcome}: {check.last_error}")
         if not keep:
             path.unlink()
         if log and (i + 1) % 500 == 0:

@@ -162,9 +162,10 @@ def check_fields(ckpt) -> None:
     """The fields of a checkpoint's dict (the module docstring), each of its type; CheckpointError
     naming the first that is wrong. The tensors themselves are checked against the model they
     build (:func:`check_state_dict`)."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "aecodec-checkpoint":
+    # Types before values: a field may hold anything torch's safe loader rebuilds (a tensor has no truth value).
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("format"), str) or ckpt["format"] != "aecodec-checkpoint":
         raise CheckpointError("not an aecodec checkpoint")
-    if ckpt.get("version") != 1 or isinstance(ckpt.get("version"), bool):
+    if type(ckpt.get("version")) is not int or ckpt["version"] != 1:
         raise CheckpointError(f"checkpoint version {_short(ckpt.get('version'))}: this aecodec reads version 1")
     for key in ("model_id", "arch", "config", "state_dict", "weights_hash"):
         if key not in ckpt:
@@ -179,7 +180,7 @@ def check_fields(ckpt) -> None:
     digest = ckpt["weights_hash"]
     if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HASH_HEX_CHARS}}}", digest):
         raise CheckpointError(f"weights hash {_short(digest)} is not {HASH_HEX_CHARS} hex digits")
-    if "storage" in ckpt and ckpt["storage"] not in STORAGES:
+    if "storage" in ckpt and (not isinstance(ckpt["storage"], str) or ckpt["storage"] not in STORAGES):
         raise CheckpointError(f"storage {_short(ckpt['storage'])} is not one of {', '.join(STORAGES)}")
     if not isinstance(ckpt.get("training", {}), dict):
         raise CheckpointError(f"the training record is of type {type(ckpt['training']).__name__}, not a mapping")
