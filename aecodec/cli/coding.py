@@ -13,7 +13,8 @@ import typer
 
 from ..errors import AecodecError
 from .options import QUALITY_HELP, VERBOSE_HELP, Device, Force, Model, Quiet
-from .output import check_quality, fail, for_each, pair_outputs, per_file, read_input, say, size_budget, write_stdout
+from .output import (check_quality, fail, for_each, pair_outputs, parse_size, per_file, read_input, say,
+                     size_budget, write_stdout)
 
 __all__ = ["encode", "decode", "info"]
 
@@ -75,22 +76,36 @@ def decode(
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output image (format from its extension: .png, .jpg, .webp, .tif, .bmp …), directory, or - for PNG on stdout. Default: the input name with .png.")] = None,
     force: Force = False,
     device: Device = "auto",
+    max_pixels: Annotated[Optional[str], typer.Option("--max-pixels", metavar="PIXELS", help="Refuse images larger than this, e.g. 100M (k, M = 1000s); default 67108864 (2^26: 61 MP camera photos decode, in about two minutes on 2 CPU cores). A guard against decompression bombs, like Pillow's limit; raise it for larger images.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Decode .aec files to images."""
+    """Decode .aec files to images.
+
+    A long decode shows its progress on a terminal (tiles done / total)."""
     from ..codec import api, files
+    from ..codec import format as fmt
+    from ..errors import FormatError
+
+    cap = fmt.DEFAULT_MAX_PIXELS
+    if max_pixels is not None:
+        cap = parse_size(max_pixels)
+        if cap is None or cap > fmt.MAX_ENCODE_PIXELS:
+            fail(f"--max-pixels must be a number of pixels from 1 to {fmt.MAX_ENCODE_PIXELS} (the largest image "
+                 f"aecodec encodes), like 100000000 or 100M, not {max_pixels!r}")
 
     def one(pair):
         src, dst = pair
-        data = sys.stdin.buffer.read() if src == "-" else files.read_file(src)
-        img = api.decode(data, device=device)
+        data = files.read_file(src, max_pixels=cap)  # no further than the header allows; errors name src
+        try:
+            img = api.decode(data, device=device, max_pixels=cap, progress=not quiet and len(pairs) == 1)
+        except FormatError as exc:
+            raise FormatError(f"{'<stdin>' if src == '-' else src}: {exc}") from None
         if dst == "-":
             import io
             buf = io.BytesIO()
             img.save(buf, format="PNG", compress_level=files.PNG_COMPRESS_LEVEL)  # as a file would be
-            sys.stdout.buffer.write(buf.getvalue())
-            sys.stdout.buffer.flush()
+            write_stdout(buf.getvalue())
         else:
             files.save_image(img, dst, overwrite=force)
         if per_file(len(pairs), quiet, verbose):
@@ -104,12 +119,15 @@ def info(
     files: Annotated[list[str], typer.Argument(metavar="FILE...", help=".aec files.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the header of .aec files: model id, weights hash, size, quality, bpp."""
+    """Show the header of .aec files: model id, weights hash, size, quality, bpp.
+
+    Only the header is read (its size is compared with the file's on disk); the payload is
+    neither read nor checked — decode does that."""
     from ..codec import api
-    from ..codec.files import read_file
+    from ..codec.files import read_header
 
     def one(src):
-        i = api.info(read_file(src))
+        i = api.info(read_header(src)[0])
         if as_json:
             typer.echo(json.dumps({"file": src, **i}))
         else:

@@ -13,6 +13,7 @@ import contextlib
 import io
 import math
 import os
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -24,11 +25,12 @@ from . import format as fmt
 from .format import Container, FormatError, Layout
 from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
 from .images import ImageLike, png_plane, prepare_image, to_image
-from .pipeline import analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesize_image
+from .pipeline import (analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesis_pieces,
+                       synthesize_image)
 from .ratesearch import encode_within
 from .refine import DEFAULT_EFFORT, ITERATIONS, Z_ITERATIONS, check_effort, refine_tiles
 
-__all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_latents", "load_model",
+__all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_steps", "decode_latents", "load_model",
            "check_quality", "check_target", "check_effort", "CodecError", "DEFAULT_QUALITY",
            "DEFAULT_EFFORT", "quality_to_level"]
 
@@ -100,8 +102,12 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     budget = check_target(target_size, target_bpp)
     rgb, alpha, layout = prepare_image(image)
     h, w = rgb.shape[:2]
-    if h * w > fmt.DEFAULT_MAX_PIXELS or max(h, w) > fmt.MAX_SIDE:
+    if h * w > fmt.MAX_ENCODE_PIXELS or max(h, w) > fmt.MAX_SIDE:
         raise CodecError(f"image of {w}×{h} pixels is too large for this version of aecodec")
+    if h * w > fmt.DEFAULT_MAX_PIXELS:
+        warnings.warn(f"an image of {w}×{h} = {w * h} pixels is above the decoder's default cap of "
+                      f"{fmt.DEFAULT_MAX_PIXELS}: decoding it will need --max-pixels {w * h} "
+                      f"(max_pixels= in the API)", stacklevel=2)
     net, model_id, digest = load_model(model, device=device)
     with _progress_bar(effort, w, h, tile, budget is not None, progress) as tick:
         if budget is not None:
@@ -145,20 +151,53 @@ def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool,
 
 # ----------------------------------------------------------------------------- decode
 def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MAX_PIXELS,
-           model: str | os.PathLike | None = None) -> Image.Image:
-    """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded)."""
+           model: str | os.PathLike | None = None, progress: bool = False) -> Image.Image:
+    """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded).
+
+    ``max_pixels`` is the decompression-bomb cap (default :data:`~aecodec.codec.format.DEFAULT_MAX_PIXELS`);
+    ``progress`` shows a progress bar on stderr (on a terminal): tiles entropy-decoded, then
+    pieces synthesised."""
     c = fmt.unpack(bytes(data), max_pixels=max_pixels)
-    return decode_with(load_model(model, device=device, container=c)[0], c)
+    net = load_model(model, device=device, container=c)[0]
+    with _decode_bar(c, progress) as tick:
+        return decode_with(net, c, on_progress=tick)
 
 
-def decode_with(net, c: Container, *, on_tile: Callable[[tuple, dict], None] | None = None) -> Image.Image:
+def decode_with(net, c: Container, *, on_tile: Callable[[tuple, dict], None] | None = None,
+                on_progress: Callable[[], None] | None = None) -> Image.Image:
     """Decode a parsed container with a model already in memory (see :func:`encode_with`).
 
     ``on_tile(rect, latents)`` sees each tile's entropy-decoded latents on the way
-    (:func:`~aecodec.codec.pipeline.decode_tiles`) — what inspection measures, without a second decode."""
-    y_hat = decode_y_hat(net, c, on_tile)
+    (:func:`~aecodec.codec.pipeline.decode_tiles`) — what inspection measures, without a second decode;
+    ``on_progress()`` is called once per tile decoded and once per piece synthesised
+    (:func:`decode_steps` in all)."""
+    def seen(rect, lat):
+        if on_tile is not None:
+            on_tile(rect, lat)
+        if on_progress is not None:
+            on_progress()
+
+    y_hat = decode_y_hat(net, c, seen)
     alpha = _decode_alpha(c.alpha, c.width, c.height) if c.layout in Layout.WITH_ALPHA else None
-    return to_image(unfold(synthesize_image(net, c, y_hat), c.width, c.height, c.strips), alpha, c.layout)
+    pixels = synthesize_image(net, c, y_hat, on_progress)
+    return to_image(unfold(pixels, c.width, c.height, c.strips), alpha, c.layout)
+
+
+def decode_steps(c: Container) -> int:
+    """The steps :func:`decode_with` reports: the file's tiles, then the synthesis's pieces."""
+    return len(c.tiles) + synthesis_pieces(c)
+
+
+@contextlib.contextmanager
+def _decode_bar(c: Container, show: bool):
+    """A tqdm bar over a decode's steps (shown on a terminal, after half a second), or no bar."""
+    if not show:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=decode_steps(c), desc="decoding", unit="tile", leave=False, disable=None, delay=0.5) as bar:
+        yield lambda: bar.update()
 
 
 def decode_latents(data: bytes, *, device: str = "cpu", model: str | os.PathLike | None = None):
@@ -186,13 +225,20 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- header
-def info(data: bytes) -> dict:
-    """Header fields of an .aec file (validated; the payload is not decoded)."""
-    c = fmt.unpack(bytes(data))
-    rows, cols = tile_grid(*c.coded_size, c.tile)
-    return {"format_version": c.version, "strips": c.strips, "model_id": c.model_id, "weights_hash": c.weights_hash,
-            "width": c.width, "height": c.height, "layout": Layout.NAMES[c.layout], "quality": c.quality,
-            "bytes": len(data), "bpp": 8 * len(data) / (c.width * c.height),
-            "tile": c.tile, "tiles": f"{cols}x{rows}",
-            "sections": {"z": sum(len(z) for z, _ in c.tiles), "y": sum(len(y) for _, y in c.tiles),
-                         "alpha": len(c.alpha or b"")}}
+def info(data: bytes | fmt.Header) -> dict:
+    """Header fields of an .aec file: its bytes (validated, CRC included; the payload is not
+    decoded), or a header read alone (:func:`~aecodec.codec.files.read_header`). Any file this
+    aecodec writes, whatever the decoder's pixel cap."""
+    if isinstance(data, fmt.Header):
+        h = data
+    else:
+        h = fmt.read_header(io.BytesIO(data).read, max_pixels=fmt.MAX_ENCODE_PIXELS)
+        fmt.check_file(h, memoryview(data))
+    rows, cols = tile_grid(*h.coded_size, h.tile)
+    coded = 2 * rows * cols
+    return {"format_version": h.version, "strips": h.strips, "model_id": h.model_id, "weights_hash": h.weights_hash,
+            "width": h.width, "height": h.height, "layout": Layout.NAMES[h.layout], "quality": h.quality,
+            "bytes": h.total, "bpp": 8 * h.total / (h.width * h.height),
+            "tile": h.tile, "tiles": f"{cols}x{rows}",
+            "sections": {"z": sum(h.lengths[0:coded:2]), "y": sum(h.lengths[1:coded:2]),
+                         "alpha": sum(h.lengths[coded:])}}

@@ -3,19 +3,25 @@ asked), reading with one-line errors, and saving decoded images in the format th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import secrets
+import stat
+import sys
 import warnings
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
-from ..errors import CodecError, one_line
+from ..errors import CodecError, FormatError, one_line
+from . import format as fmt
 from .api import decode, encode
 
-__all__ = ["write_atomic", "check_output", "temp_target", "read_file", "save_image", "check_image_format", "encode_file", "decode_file"]
+__all__ = ["write_atomic", "check_output", "temp_target", "read_file", "read_header", "save_image", "check_image_format", "encode_file", "decode_file"]
 
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z")  # what _create_beside names a temp file
 
@@ -125,14 +131,106 @@ def _fsync_dir(directory: Path) -> None:
         pass
 
 
-def read_file(src: str | os.PathLike) -> bytes:
-    """The bytes of a file, with one-line errors for a missing file or a directory."""
+def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of an .aec file — a path, ``-`` for stdin, or a binary stream — read in stages and
+    no further than its header allows: the header (:func:`~aecodec.codec.format.read_header`), then
+    exactly the size it announces, then one byte more to refuse trailing bytes. Only when the header
+    and the length disagree is the rest read, up to the largest valid file of the header's image
+    (:func:`~aecodec.codec.format.max_file_size`), to name the field at fault. So ``/dev/zero``, an
+    endless pipe or a huge file with a forged header cost what a valid file would. Errors are one
+    line: a missing file, a directory, a :class:`FormatError` naming ``src``."""
+    with _open_aec(src) as f:
+        head = bytearray()
+
+        def read(n: int) -> bytes:
+            b = _read_exactly(f, n)
+            head.extend(b)
+            return b
+
+        h = _named(src, fmt.read_header, read, max_pixels=max_pixels)
+        try:
+            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        except FormatError:
+            pass  # the table does not fit the header: read on to say why
+        else:
+            head.extend(_read_exactly(f, h.total - len(head)))
+            more = f.read(1) if len(head) == h.total else b""
+            if len(head) == h.total and not more:
+                return bytes(head)
+            head.extend(more)
+            crc = int.from_bytes(head[h.total - 4:h.total], "big")
+            if more and zlib.crc32(memoryview(head)[:h.total - 4]) == crc:  # a whole file, then more
+                raise FormatError(f"{_name(src)}: trailing bytes after the {h.total} bytes the header announces")
+        # the header and the length disagree: read to the end, as far as a valid file of this image can go
+        limit = fmt.max_file_size(h)
+        head.extend(_read_exactly(f, limit + 1 - len(head)))
+        if len(head) > limit:
+            raise FormatError(f"{_name(src)}: trailing bytes: more than the {limit} bytes a file of a "
+                              f"{h.width}×{h.height} image can have")
+        _named(src, fmt.check_file, h, memoryview(head))
+        return bytes(head)
+
+
+def read_header(src: str | os.PathLike | BinaryIO, *,
+                max_pixels: int = fmt.MAX_ENCODE_PIXELS) -> tuple[fmt.Header, int | None]:
+    """The header of an .aec file (see :func:`read_file`) without its payload, and the file's size
+    on disk (None for a pipe or a device): what ``aecodec info`` shows. A regular file whose size is
+    not the one its header announces is a :class:`FormatError`, found without reading the payload."""
+    with _open_aec(src) as f:
+        h = _named(src, fmt.read_header, lambda n: _read_exactly(f, n), max_pixels=max_pixels)
+        _named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        try:
+            st = os.fstat(f.fileno())
+            size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        except (AttributeError, OSError, ValueError):  # a stream without a file
+            size = None
+        if size is not None and size != h.total:
+            what = "truncated file" if size < h.total else "trailing bytes"
+            raise FormatError(f"{_name(src)}: {what}: {size} bytes on disk, the header announces {h.total}")
+        return h, size
+
+
+def _name(src) -> str:
+    return "<stdin>" if src == "-" else str(getattr(src, "name", src))
+
+
+def _named(src, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its :class:`FormatError` prefixed with the file's name."""
     try:
-        return Path(src).read_bytes()
+        return fn(*args, **kwargs)
+    except FormatError as exc:
+        raise FormatError(f"{_name(src)}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _open_aec(src):
+    """A binary stream of ``src`` (a path, ``-`` for stdin, or a stream, left open)."""
+    if src == "-":
+        yield sys.stdin.buffer
+        return
+    if hasattr(src, "read"):
+        yield src
+        return
+    try:
+        f = open(src, "rb")
     except FileNotFoundError:
         raise CodecError(f"{src}: no such file") from None
     except IsADirectoryError:
         raise CodecError(f"{src}: is a directory") from None
+    with f:
+        yield f
+
+
+def _read_exactly(f, n: int) -> bytes:
+    """``n`` bytes of ``f``, fewer only at its end (a pipe may return less per read)."""
+    parts, left = [], n
+    while left > 0:
+        b = f.read(min(left, 1 << 24))
+        if not b:
+            break
+        parts.append(b)
+        left -= len(b)
+    return b"".join(parts)
 
 
 _NO_ALPHA = {"JPEG", "BMP", "PPM"}
@@ -201,6 +299,6 @@ def encode_file(src, dst: str | os.PathLike, quality: float | None = None, *, ov
 
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> Image.Image:
     """:func:`aecodec.codec.api.decode` the file ``src`` and save the image to ``dst`` atomically."""
-    img = decode(read_file(src), **kwargs)
+    img = decode(read_file(src, max_pixels=kwargs.get("max_pixels", fmt.DEFAULT_MAX_PIXELS)), **kwargs)
     save_image(img, dst, overwrite=overwrite)
     return img

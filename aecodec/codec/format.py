@@ -50,11 +50,32 @@ tile boundaries leave no seams. Small images are a single tile. The tile side is
 :data:`MAX_TILE` because a tile's rANS strings are decoded whole: the cap bounds what a header
 can make a decoder allocate for one tile.
 
+Every section has a largest possible length, so a file's size follows from its header: a z or
+y section holds a rANS string of its tile's symbols — z: N·(h/64)·(w/64), y: M·(h/16)·(w/16) for a
+tile of h × w padded pixels, at most :data:`MAX_CHANNELS` channels — and CompressAI's coder spends at
+most :data:`SYMBOL_BITS` bits on a symbol: 16 for the symbol itself (its probability is at least
+2^-16 at 16-bit precision) plus, for a value outside its table, 4 bits for the count of bypass
+chunks and 4 for each chunk of an int32 (8 at most). Each 32-bit word it writes carries the bits of
+the symbols before it (its 64-bit state keeps at least 31 bits), and rounding costs less than a bit
+a symbol, so a string of n symbols is at most ``8 + 4·⌈n·(SYMBOL_BITS + 1)/32⌉`` bytes
+(:func:`max_rans`; the codec's own strings stay far below it: latents are capped at ±2^20, and a
+real tile spends a few bits a symbol). The alpha section is at most the PNG of the plane stored
+uncompressed (:func:`max_alpha`). A decoder that knows the model checks the same bound with the
+model's own M and N before decoding a tile (:mod:`.pipeline`).
+
 A reader checks, in this order and before allocating anything large: the magic, length ≥ the
 fixed part, version, each header field's range, the pixel cap (of the image and of its coded
-size), that the section table fits in the file, that each z and y section is long enough to be a
-rANS string, that the section lengths add up to the file length exactly (shorter: "truncated";
-longer: "trailing bytes"), and the CRC.
+size), that the section table fits in the file, that each z and y section can be a rANS string of
+its tile (a multiple of 4, at least 8 bytes, at most :func:`max_rans` of its symbols) and the alpha
+section at most :func:`max_alpha`, that the section lengths add up to the file length exactly
+(shorter: "truncated"; longer: "trailing bytes"), and the CRC. The header is parsed in stages
+(:func:`read_header`: fixed part, model id, strips, section table), each read only once the one
+before it is valid, so a stream is read up to the size its header announces and no further
+(:func:`aecodec.codec.files.read_file`).
+When the section table or the file length is wrong but the CRC of the whole file is right, the
+file was written that way and a header field is at fault: the message names the field (tile,
+layout, width or height, strips) whose value would make the table match the file
+(:func:`explain_table`), instead of blaming a section.
 
 The model is named by its stable id plus a weights hash — never by position in a list — so a
 file made with other weights is refused with the name of the weights it needs.
@@ -66,24 +87,31 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import FormatError
-from .geometry import MAX_SIDE, MAX_TILE, TILE_UNIT, coded_size, tile_grid, valid_fold
+from .geometry import MAX_SIDE, MAX_TILE, TILE_UNIT, coded_size, padded, tile_grid, valid_fold
 
-__all__ = ["MAGIC", "VERSION", "READS", "Layout", "Container", "FormatError", "pack", "unpack", "DEFAULT_MAX_PIXELS",
-           "MAX_CHANNELS", "MAX_SIDE", "TILE_UNIT", "MAX_TILE"]
+__all__ = ["MAGIC", "VERSION", "READS", "Layout", "Container", "Header", "FormatError", "pack", "unpack",
+           "read_header", "check_sections", "explain_table", "max_rans", "max_alpha", "max_file_size",
+           "tile_symbols", "DEFAULT_MAX_PIXELS", "MAX_ENCODE_PIXELS", "MAX_CHANNELS", "SYMBOL_BITS", "MAX_SIDE",
+           "TILE_UNIT", "MAX_TILE"]
 
 MAGIC = b"\x89AEC"
 VERSION = 2  # the newest version this module reads and writes
 READS = (1, 2)
 MIN_RANS = 8  # bytes of the shortest rANS string: the coder's 64-bit final state
-DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP; configurable per call (decompression-bomb cap)
+# The decoder's default pixel cap (decompression-bomb guard), raised per call (max_pixels=, --max-pixels).
+DEFAULT_MAX_PIXELS = 1 << 26
+MAX_ENCODE_PIXELS = 1 << 28  # the largest image the encoder codes (and a reader can be asked to accept)
 MAX_CHANNELS = 512  # latent channels (y's M, z's N) a model may have: bounds what a section can hold
+SYMBOL_BITS = 16 + 4 + 8 * 4  # the most a rANS symbol costs: 16-bit probability, escape count, 8 chunks of 4
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 _FIXED = struct.Struct(">4sBBHIIH8sB")  # magic … id length: 27 bytes
 _CRC = struct.Struct(">I")
 _STRIPS = struct.Struct(">H")
+_LENGTH = struct.Struct(">I")
 
 
 class Layout:
@@ -116,6 +144,92 @@ class Container:
         return coded_size(self.width, self.height, self.strips)
 
 
+@dataclass(frozen=True)
+class Header:
+    """A file's header up to its section table (:func:`read_header`): what ``aecodec info`` shows,
+    and the size of the whole file (:attr:`total`) before a byte of the payload is read."""
+
+    version: int
+    layout: int
+    quality: float
+    width: int
+    height: int
+    tile: int
+    model_id: str
+    weights_hash: str
+    strips: int
+    lengths: tuple[int, ...]  # the section table: z, y per tile, then alpha
+    size: int  # bytes up to the end of the section table: where the sections start
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        return coded_size(self.width, self.height, self.strips)
+
+    @property
+    def total(self) -> int:
+        """The file's length as the header announces it."""
+        return self.size + sum(self.lengths) + _CRC.size
+
+
+# ----------------------------------------------------------------------------- section bounds
+def max_rans(symbols: int) -> int:
+    """The longest rANS string ``symbols`` symbols can make, in bytes (the module docstring derives it)."""
+    return MIN_RANS + 4 * -(-symbols * (SYMBOL_BITS + 1) // 32)
+
+
+def max_alpha(width: int, height: int) -> int:
+    """The longest alpha section of a ``width × height`` plane: a PNG of its filtered rows
+    (height·(width + 1) bytes) in stored zlib blocks (5 bytes per 64 KiB), in IDAT chunks of at least
+    4 KiB (12 bytes each), with 4 KiB for the other chunks — every PNG writer does better."""
+    raw = height * (width + 1)
+    return raw + raw // 256 + 4096
+
+
+def tile_symbols(width: int, height: int, strips: int, tile: int, stride: int = TILE_UNIT):
+    """``(z symbols per channel, y symbols per channel)`` of each tile of an image, raster order:
+    its padded h·w / 64² and h·w / 16²."""
+    w, h = coded_size(width, height, strips)
+    hp, wp = padded(h, w, stride)
+    rows, cols = tile_grid(wp, hp, tile)
+    for r in range(rows):
+        th = min(tile, hp - r * tile)
+        for c in range(cols):
+            area = th * min(tile, wp - c * tile)
+            yield area // (stride * stride), area * 16 // (stride * stride)
+
+
+def check_sections(lengths, width: int, height: int, strips: int, tile: int, layout: int, *,
+                   y_channels: int = MAX_CHANNELS, z_channels: int = MAX_CHANNELS, model: str = "") -> None:
+    """Each z and y section must be a rANS string its tile's symbols can make (``y_channels`` and
+    ``z_channels``: the model's M and N when known; ``model`` names it in the message), the alpha
+    section a PNG its plane can make; a :class:`FormatError` names the first that cannot."""
+    for t, (z_sym, y_sym) in enumerate(tile_symbols(width, height, strips, tile)):
+        for which, n, symbols in (("z", lengths[2 * t], z_channels * z_sym), ("y", lengths[2 * t + 1],
+                                                                              y_channels * y_sym)):
+            if n < MIN_RANS or n % 4:
+                raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes cannot be a rANS string "
+                                  f"(a multiple of 4, at least {MIN_RANS})")
+            if n > max_rans(symbols):
+                raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes, more than the "
+                                  f"{symbols} symbols of {model or 'any model'}'s tile can make "
+                                  f"(at most {max_rans(symbols)})")
+    if layout in Layout.WITH_ALPHA and lengths[-1] > max_alpha(width, height):
+        raise FormatError(f"corrupt alpha section: {lengths[-1]} bytes, more than a PNG of a {width}×{height} "
+                          f"plane needs (at most {max_alpha(width, height)})")
+
+
+def max_file_size(h: Header) -> int:
+    """The longest valid file with ``h``'s image (its size, strips and model id, any tile, with or
+    without alpha): how far a reader reads a stream whose header and length disagree."""
+    z_sym = y_sym = count = 0
+    for z, y in tile_symbols(h.width, h.height, h.strips, TILE_UNIT):  # the most sections
+        z_sym, y_sym, count = z_sym + z, y_sym + y, count + 1
+    return (_FIXED.size + len(h.model_id) + _STRIPS.size + 4 * (2 * count + 1) + _CRC.size
+            + max_rans(MAX_CHANNELS * (z_sym + y_sym)) + (MIN_RANS + 4) * 2 * count  # each section's rounding
+            + max_alpha(h.width, h.height))
+
+
+# ----------------------------------------------------------------------------- checks
 def _check_fields(width: int, height: int, layout: int, quality_x100: int, model_id: str,
                   max_pixels: int) -> None:
     if layout not in Layout.NAMES:
@@ -127,7 +241,7 @@ def _check_fields(width: int, height: int, layout: int, quality_x100: int, model
             raise FormatError(f"invalid {name} {v} (expected 1–{MAX_SIDE})")
     if width * height > max_pixels:
         raise FormatError(f"image of {width}×{height} = {width * height} pixels exceeds the cap of "
-                          f"{max_pixels} pixels (decompression-bomb guard)")
+                          f"{max_pixels} pixels (decompression-bomb guard; --max-pixels or max_pixels= raises it)")
     if not 1 <= len(model_id) <= 64 or not MODEL_ID_RE.match(model_id):
         raise FormatError(f"invalid model id {model_id!r}")
 
@@ -145,14 +259,13 @@ def _check_tile(tile: int) -> None:
         raise FormatError(f"invalid tile size {tile} (a multiple of {TILE_UNIT} up to {MAX_TILE})")
 
 
-def _check_sections(lengths, n_coded: int) -> None:
-    """The first ``n_coded`` sections (z, y per tile) must be able to hold a rANS string."""
-    for i, n in enumerate(lengths[:n_coded]):
-        if n < MIN_RANS or n % 4:
-            raise FormatError(f"corrupt {'zy'[i % 2]} section of tile {i // 2 + 1}: {n} bytes cannot be a rANS "
-                              f"string (a multiple of 4, at least {MIN_RANS})")
+def _count(width: int, height: int, strips: int, tile: int, layout: int) -> int:
+    """S, the number of sections: z and y per tile, and alpha."""
+    rows, cols = tile_grid(*coded_size(width, height, strips), tile)
+    return 2 * rows * cols + (1 if layout in Layout.WITH_ALPHA else 0)
 
 
+# ----------------------------------------------------------------------------- write
 def pack(c: Container) -> bytes:
     """Serialise a container; raises FormatError if a field is out of range."""
     q = round(c.quality * 100)
@@ -165,12 +278,12 @@ def pack(c: Container) -> bytes:
         raise FormatError(f"{len(c.tiles)} tiles given, the tile grid has {rows * cols}")
     if (c.alpha is not None) != (c.layout in Layout.WITH_ALPHA):
         raise FormatError("an alpha section goes with layouts 2 and 4, and only with them")
-    _check_sections([len(s) for zy in c.tiles for s in zy], 2 * len(c.tiles))
+    sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
+    check_sections([len(s) for s in sections], c.width, c.height, c.strips, c.tile, c.layout)
     digest = bytes.fromhex(c.weights_hash)
     if len(digest) != 8:
         raise FormatError("weights hash must be 8 bytes (16 hex digits)")
     mid = c.model_id.encode("ascii")
-    sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
     parts = [_FIXED.pack(MAGIC, c.version, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
              mid, _STRIPS.pack(c.strips) if c.version == 2 else b"",
              struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
@@ -178,60 +291,144 @@ def pack(c: Container) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bool = False) -> Container:
-    """Parse and validate a file (see the module docstring for the order of checks).
-
-    With ``header_only`` the sections and CRC are not checked (for ``aecodec info`` or Pillow's
-    open on a damaged file); the section payloads are then empty.
-    """
-    data = memoryview(data)
-    if len(data) >= 4 and bytes(data[:4]) != MAGIC:
+# ----------------------------------------------------------------------------- read
+def read_header(read: Callable[[int], bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
+    """Parse a header in stages from ``read(n)`` (``n`` bytes, fewer only at the end of the file):
+    the fixed part, the model id, the strips (version 2), the section table — each read only once
+    what comes before it is valid, so no more than the header is read, and a hostile header cannot
+    ask for more than its pixel cap allows. The sections' lengths are not judged here
+    (:func:`check_sections`)."""
+    head = read(_FIXED.size)
+    if len(head) >= 4 and head[:4] != MAGIC:
         raise FormatError("not an .aec file (wrong magic bytes)")
-    if len(data) < _FIXED.size:
-        raise FormatError(f"truncated file: {len(data)} bytes is shorter than the header")
-    _, version, layout, q, width, height, tile_units, digest, n = _FIXED.unpack_from(data)
+    if len(head) < _FIXED.size:
+        raise FormatError(f"truncated file: {len(head)} bytes is shorter than the header")
+    _, version, layout, q, width, height, tile_units, digest, n = _FIXED.unpack(head)
     if version not in READS:
         raise FormatError(f"unsupported format version {version}: this aecodec reads versions "
                           f"{' and '.join(map(str, READS))}" + (" — upgrade aecodec" if version > VERSION else ""))
-    pos = _FIXED.size
-    if len(data) < pos + n:
+    mid = read(n)
+    if len(mid) < n:
         raise FormatError("truncated file: header cut short")
     try:
-        model_id = bytes(data[pos:pos + n]).decode("ascii")
+        model_id = mid.decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("invalid model id (not ASCII)") from None
     _check_fields(width, height, layout, q, model_id, max_pixels)
     tile = tile_units * TILE_UNIT
     _check_tile(tile)
-    pos += n
+    size = _FIXED.size + n
     strips = 1
     if version == 2:
-        if len(data) < pos + _STRIPS.size:
+        raw = read(_STRIPS.size)
+        if len(raw) < _STRIPS.size:
             raise FormatError("truncated file: header cut short")
-        (strips,) = _STRIPS.unpack_from(data, pos)
+        (strips,) = _STRIPS.unpack(raw)
         _check_strips(width, height, strips, max_pixels)
-        pos += _STRIPS.size
-    rows, cols = tile_grid(*coded_size(width, height, strips), tile)
-    count = 2 * rows * cols + (1 if layout in Layout.WITH_ALPHA else 0)
-    if len(data) < pos + 4 * count:
+        size += _STRIPS.size
+    count = _count(width, height, strips, tile, layout)
+    table = read(4 * count)
+    if len(table) < 4 * count:
         raise FormatError("truncated file: section table cut short")
-    lengths = struct.unpack_from(f">{count}I", data, pos)
-    _check_sections(lengths, 2 * rows * cols)
-    pos += 4 * count
-    total = pos + sum(lengths) + _CRC.size
+    return Header(version=version, layout=layout, quality=q / 100, width=width, height=height, tile=tile,
+                  model_id=model_id, weights_hash=digest.hex(), strips=strips,
+                  lengths=struct.unpack(f">{count}I", table), size=size + 4 * count)
+
+
+def _reader(data: memoryview) -> Callable[[int], bytes]:
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        out = bytes(data[pos:pos + n])
+        pos += len(out)
+        return out
+
+    return read
+
+
+def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bool = False) -> Container:
+    """Parse and validate a file (see the module docstring for the order of checks).
+
+    With ``header_only`` the sections and CRC are not checked (for Pillow's open on a damaged
+    file); the section payloads are then empty.
+    """
+    data = memoryview(data)
+    h = read_header(_reader(data), max_pixels=max_pixels)
     if not header_only:
-        if len(data) < total:
-            raise FormatError(f"truncated file: {len(data)} bytes, the header announces {total}")
-        if len(data) > total:
-            raise FormatError(f"trailing bytes: {len(data) - total} bytes after the end of the file")
-        (crc,) = _CRC.unpack_from(data, total - _CRC.size)
-        if zlib.crc32(data[:total - _CRC.size]) != crc:
-            raise FormatError("CRC mismatch: the file is corrupt")
-    sections = []
-    for length in lengths:
+        check_file(h, data)
+    sections, pos = [], h.size
+    for length in h.lengths:
         sections.append(b"" if header_only else bytes(data[pos:pos + length]))
         pos += length
-    tiles = tuple(zip(sections[0:2 * rows * cols:2], sections[1:2 * rows * cols:2]))
-    alpha = sections[-1] if layout in Layout.WITH_ALPHA else None
-    return Container(width=width, height=height, layout=layout, quality=q / 100, model_id=model_id,
-                     weights_hash=digest.hex(), tile=tile, tiles=tiles, alpha=alpha, strips=strips)
+    n_coded = len(h.lengths) - (1 if h.layout in Layout.WITH_ALPHA else 0)
+    tiles = tuple(zip(sections[0:n_coded:2], sections[1:n_coded:2]))
+    alpha = sections[-1] if h.layout in Layout.WITH_ALPHA else None
+    return Container(width=h.width, height=h.height, layout=h.layout, quality=h.quality, model_id=h.model_id,
+                     weights_hash=h.weights_hash, tile=h.tile, tiles=tiles, alpha=alpha, strips=h.strips)
+
+
+def check_file(h: Header, data) -> None:
+    """The checks after the header (``data``: the whole file): the sections' lengths, the file's
+    length, the CRC. A table or a length that is wrong in a file whose CRC is right is explained
+    by the header field at fault (:func:`explain_table`)."""
+    try:
+        check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        if len(data) < h.total:
+            raise FormatError(f"truncated file: {len(data)} bytes, the header announces {h.total}")
+        if len(data) > h.total:
+            raise FormatError(f"trailing bytes: {len(data) - h.total} bytes after the end of the file")
+    except FormatError as exc:
+        raise FormatError(explain_table(h, data) or str(exc)) from None
+    (crc,) = _CRC.unpack_from(data, h.total - _CRC.size)
+    if zlib.crc32(data[:h.total - _CRC.size]) != crc:
+        raise FormatError("CRC mismatch: the file is corrupt")
+
+
+# ----------------------------------------------------------------------------- a header at fault
+def _consistent_counts(h: Header, data, start: int) -> list[int]:
+    """The section counts S' for which a table of S' lengths at ``start`` accounts for the whole
+    file exactly, each length a possible section (a rANS string, or the last one any length)."""
+    found, total = [], start + _CRC.size
+    for k in range(1, (len(data) - total) // 4 + 1):
+        (n,) = _LENGTH.unpack_from(data, start + 4 * (k - 1))
+        total += 4 + n
+        if total == len(data):
+            found.append(k)
+        if total > len(data) or n < MIN_RANS or n % 4:  # no longer table can fit: not a rANS string inside
+            break
+    return found
+
+
+def explain_table(h: Header, data) -> str | None:
+    """Why the section table of a file whose CRC is right does not fit the file — the header
+    field whose value would make it fit (``data``: the whole file) — or None when the CRC is
+    wrong too (damage, not a header written that way) or no field explains it."""
+    if len(data) < h.size + _CRC.size or zlib.crc32(data[:-_CRC.size]) != _CRC.unpack_from(data, len(data) - 4)[0]:
+        return None
+    counts = _consistent_counts(h, data, h.size - 4 * len(h.lengths))
+    if not counts or len(h.lengths) in counts:  # the table fits the file: a section itself is wrong
+        return None
+    held, announced = counts[0], len(h.lengths)
+    head = f"section table does not match the header: the file holds {held} sections, its header announces {announced}"
+    with_alpha = h.layout in Layout.WITH_ALPHA
+    for units in range(1, MAX_TILE // TILE_UNIT + 1):
+        if units * TILE_UNIT != h.tile and _count(h.width, h.height, h.strips, units * TILE_UNIT, h.layout) in counts:
+            return f"{head}: the tile field ({h.tile}) is wrong — the sections fit tiles of {units * TILE_UNIT}"
+    other = {1: 2, 2: 1, 3: 4, 4: 3}[h.layout]
+    if _count(h.width, h.height, h.strips, h.tile, other) in counts:
+        return (f"{head}: the layout field ({Layout.NAMES[h.layout]}) is wrong — the file "
+                f"{'has no' if with_alpha else 'has an'} alpha section")
+    if h.strips > 1:
+        long = max(h.width, h.height)
+        for s in range(2, min(long, 4096) + 1):
+            if s != h.strips and valid_fold(h.width, h.height, s) and \
+                    _count(h.width, h.height, s, h.tile, h.layout) in counts:
+                return f"{head}: the strips field ({h.strips}) is wrong — the sections fit {s} strips"
+    tiles = [(k - with_alpha) // 2 for k in counts if (k - with_alpha) % 2 == 0 and k > with_alpha]
+    rows, cols = tile_grid(*h.coded_size, h.tile)
+    if tiles:
+        field = ("width" if tiles[0] % rows == 0 else "height" if tiles[0] % cols == 0 else "width or height")
+        return (f"{head}: the {field} field ({h.width}×{h.height}: {rows}×{cols} tiles of {h.tile}) is wrong "
+                f"— the file holds {tiles[0]} tiles")
+    return head

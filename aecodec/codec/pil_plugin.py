@@ -6,6 +6,9 @@ Written to Pillow's documented plugin interface ("Writing your own image plugin"
 ``_size`` and ``_mode`` and one tile for a Python decoder (``ImageFile.PyDecoder`` with
 ``_pulls_fd``) that decodes the whole file on ``load()``. ``_mode`` is what Pillow ≥ 10.1 reads
 (10.0 had a plain ``mode`` attribute), hence ``pillow>=10.1`` in pyproject.toml.
+
+The pixel cap is Pillow's: ``Image.open`` warns above ``Image.MAX_IMAGE_PIXELS`` and refuses above
+twice it (``Image.MAX_IMAGE_PIXELS = None`` lifts it), up to the largest image aecodec encodes.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ class AecImageFile(ImageFile.ImageFile):
     format_description = "aecodec learned image codec"
 
     def _open(self) -> None:
-        try:
-            header = fmt.unpack(self.fp.read(), header_only=True)
+        try:  # the header only: Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) judges the size next
+            header = fmt.read_header(self.fp.read, max_pixels=fmt.MAX_ENCODE_PIXELS)
         except fmt.FormatError as exc:
             raise SyntaxError(str(exc)) from None
         self._size = (header.width, header.height)
@@ -41,8 +44,11 @@ class AecDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer):
         from .api import decode
+        from .files import read_file
 
-        img = decode(self.fd.read())
+        # Image.open already applied Pillow's limit (Image.MAX_IMAGE_PIXELS: a warning above it, an
+        # error above twice it; None lifts it), so aecodec's own cap is not applied a second time
+        img = decode(read_file(self.fd, max_pixels=fmt.MAX_ENCODE_PIXELS), max_pixels=fmt.MAX_ENCODE_PIXELS)
         if img.mode != self.mode:  # decode() returns the layout's mode; be safe all the same
             img = img.convert(self.mode)
         self.set_as_raw(img.tobytes(), img.mode)

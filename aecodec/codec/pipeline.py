@@ -17,11 +17,11 @@ import numpy as np
 from ..errors import FormatError, one_line
 from . import format as fmt
 from .format import Container
-from .geometry import DEFAULT_TILE, pad_to_stride, padded, tile_rects
+from .geometry import DEFAULT_TILE, pad_to_stride, padded, tile_grid, tile_rects
 from .protocol import CodingModel
 
 __all__ = ["SYNTH_PIECE", "to_tensor", "quality_to_level", "analyze_tiles", "gain_tiles", "pack_tiles",
-           "decode_tiles", "decode_y_hat", "synthesize_image"]
+           "decode_tiles", "decode_y_hat", "synthesize_image", "synthesis_pieces"]
 
 SYNTH_PIECE = DEFAULT_TILE  # pixels per side of one pass of g_s at decode (the default tile: one pass each)
 
@@ -75,10 +75,16 @@ def pack_tiles(net: CodingModel, model_id: str, weights_hash: str, width: int, h
 def decode_tiles(net: CodingModel, c: Container) -> Iterator[tuple[tuple[int, int, int, int], dict]]:
     """Entropy-decode each tile: ``((y0, y1, x0, x1) in padded pixels, latents)`` in raster order,
     ``latents`` being ``net.decode_latents``'s ``z_hat``, ``indexes``, ``means`` and ``y_hat`` —
-    everything the decoder sees, bit-identical on every device. A damaged string: FormatError."""
+    everything the decoder sees, bit-identical on every device. Every section is first checked
+    against the longest string the model's own M and N channels can make
+    (:func:`~aecodec.codec.format.check_sections`), before any tile is decoded. A damaged string:
+    FormatError."""
     s = net.config.stride
     w, h = c.coded_size
     hp, wp = padded(h, w, s)
+    lengths = [len(b) for zy in c.tiles for b in zy] + ([len(c.alpha)] if c.alpha is not None else [])
+    fmt.check_sections(lengths, c.width, c.height, c.strips, c.tile, c.layout, y_channels=net.config.M,
+                       z_channels=getattr(net.config, "N", fmt.MAX_CHANNELS), model=c.model_id)
     for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(tile_rects(hp, wp, c.tile), c.tiles):
         try:
             lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
@@ -109,11 +115,11 @@ def decode_y_hat(net: CodingModel, c: Container, on_tile: Callable[[tuple, dict]
     return y_hat
 
 
-def synthesize_image(net: CodingModel, c: Container, y_hat) -> np.ndarray:
+def synthesize_image(net: CodingModel, c: Container, y_hat, on_piece: Callable[[], None] | None = None) -> np.ndarray:
     """Pixels (H, W, 3) uint8 of the coded size (:func:`~aecodec.codec.geometry.unfold` gives the
     image), in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile (its memory is bounded
     by the decoder, not by the header); each piece sees MARGIN pixels of neighbouring latents, so
-    they join seamlessly."""
+    they join seamlessly. ``on_piece()`` is called as each piece is done (:func:`synthesis_pieces` of them)."""
     import torch
 
     ls = net.config.stride // 4
@@ -128,4 +134,13 @@ def synthesize_image(net: CodingModel, c: Container, y_hat) -> np.ndarray:
         y1, x1 = min(y1, height), min(x1, width)
         crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
         out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        if on_piece is not None:
+            on_piece()
     return out
+
+
+def synthesis_pieces(c: Container, stride: int = fmt.TILE_UNIT) -> int:
+    """How many pieces :func:`synthesize_image` synthesises a file's image in."""
+    w, h = c.coded_size
+    rows, cols = tile_grid(*padded(h, w, stride)[::-1], SYNTH_PIECE)
+    return rows * cols

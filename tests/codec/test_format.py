@@ -175,8 +175,10 @@ def test_decode_rejects_invalid_model_id():
 def test_alpha_section_must_match_the_layout():
     rgba_without_alpha = bytearray(fmt.pack(make()))
     rgba_without_alpha[5] = Layout.RGBA  # now the table needs one more length than the file has
-    with pytest.raises(FormatError, match="truncated"):
-        fmt.unpack(recrc(bytes(rgba_without_alpha)))
+    with pytest.raises(FormatError, match="corrupt alpha section: .* bytes, more than a PNG of a 33×17 plane"):
+        fmt.unpack(bytes(rgba_without_alpha))  # the CRC says the file is damaged: the "alpha" length is payload
+    with pytest.raises(FormatError, match=r"the layout field \(RGBA\) is wrong — the file has no alpha section"):
+        fmt.unpack(recrc(bytes(rgba_without_alpha)))  # the CRC says it was written so: the header is at fault
     with pytest.raises(FormatError, match="alpha section"):
         fmt.pack(make(alpha=b"png"))
     with pytest.raises(FormatError, match="alpha section"):
@@ -191,8 +193,11 @@ def test_tile_count_must_match_the_grid():
 def test_section_lengths_are_checked_against_the_file_size():
     data = bytearray(fmt.pack(make()))
     table = 27 + len("mean-scale-vr-128")
-    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFC)  # a z length of 4 GB
-    with pytest.raises(FormatError, match="truncated"):
+    data[table:table + 4] = struct.pack(">I", 0xFFFFFFFC)  # a z length of 4 GB: more than any tile's z can hold
+    with pytest.raises(FormatError, match="corrupt z section of tile 1: 4294967292 bytes, more than"):
+        fmt.unpack(recrc(bytes(data)))
+    data[table:table + 4] = struct.pack(">I", 16)  # a possible length, 4 bytes more than the file has
+    with pytest.raises(FormatError, match="truncated file: .* the header announces"):
         fmt.unpack(recrc(bytes(data)))
 
 
