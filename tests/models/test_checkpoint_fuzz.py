@@ -93,6 +93,8 @@ MUTATIONS = {
                                                    "weights_hash")},
     **{f"{k} = {v!r}": _top(k, v) for k in ("format", "version", "model_id", "arch", "config", "state_dict",
                                             "weights_hash") for v in (None, 7, [1], 2.5)},
+    **{f"{k} a tensor": _top(k, torch.ones(2)) for k in ("format", "version", "model_id", "arch", "config",
+                                                          "state_dict", "weights_hash", "storage", "training")},
     "format = other": _top("format", "other-checkpoint"),
     "version = 2": _top("version", 2),
     "version = True": _top("version", True),
