@@ -4,6 +4,7 @@ catches the base class before it knows whether a command will import torch)::
     AecodecError                    anything aecodec refuses; the message is one line
     ├── CodecError                  bad input to the codec: an unreadable image, a bad option
     │   └── BatchError              a batch job that cannot run (no Ray, a pool too large, …)
+    │       └── JobFailed           a batch job whose cluster failed partway (exit 1, not 2)
     ├── FormatError                 bytes that are not a valid .aec file (format.py says why)
     ├── ModelError                  weights that cannot be used
     │   ├── CheckpointError         a checkpoint file: wrong format, corrupt, hash mismatch
@@ -16,7 +17,7 @@ Each class also derives from the built-in exception callers would reach for (``V
 
 from __future__ import annotations
 
-__all__ = ["AecodecError", "CodecError", "BatchError", "FormatError", "ModelError", "CheckpointError",
+__all__ = ["AecodecError", "CodecError", "BatchError", "JobFailed", "FormatError", "ModelError", "CheckpointError",
            "ModelNotFound", "TrainError", "one_line"]
 
 
@@ -30,6 +31,13 @@ class CodecError(AecodecError, ValueError):
 
 class BatchError(CodecError):
     """A batch job that cannot run (no Ray, not enough CPUs or GPUs for the pool asked for, …)."""
+
+
+class JobFailed(BatchError):
+    """A batch job that started and then could not go on: its cluster failed (a node or worker died,
+    an object was lost, the connection to the cluster went). The message says what failed and where
+    and where the manifest of the images that finished is; the command exits 1, not the 2 of a job
+    that cannot start."""
 
 
 class FormatError(AecodecError, ValueError):

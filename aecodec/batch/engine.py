@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import BatchError, one_line
+from ..errors import BatchError, JobFailed, one_line
 from .work import Item, Job, Worker
 
 __all__ = ["BatchError", "JobFailed", "Pool", "connected", "driver_watched", "failure", "plan_pool", "ray_or_error",
@@ -38,13 +38,6 @@ __all__ = ["BatchError", "JobFailed", "Pool", "connected", "driver_watched", "fa
 
 INSTALL_HINT = "aecodec batch needs Ray: pip install 'aecodec[cluster]'"
 MAX_BLOCKS = 20_000  # one block per item up to this many (a worker takes a block at a time)
-
-
-class JobFailed(BatchError):
-    """A job that started and then could not go on: its cluster failed (a node or worker died, an
-    object was lost, the connection to the cluster went). The message says what failed and where
-    (and, from :func:`aecodec.batch.run_job`, where the manifest of the images that finished is);
-    the command exits 1, not the 2 of a job that cannot start."""
 
 
 def ray_or_error():
