@@ -412,23 +412,27 @@ def explain_table(h: Header, data) -> str | None:
     held, announced = counts[0], len(h.lengths)
     head = f"section table does not match the header: the file holds {held} sections, its header announces {announced}"
     with_alpha = h.layout in Layout.WITH_ALPHA
-    for units in range(1, MAX_TILE // TILE_UNIT + 1):
-        if units * TILE_UNIT != h.tile and _count(h.width, h.height, h.strips, units * TILE_UNIT, h.layout) in counts:
-            return f"{head}: the tile field ({h.tile}) is wrong — the sections fit tiles of {units * TILE_UNIT}"
+    fields = []  # every field whose other value would make the table fit
+    tiles = [u * TILE_UNIT for u in range(1, MAX_TILE // TILE_UNIT + 1)
+             if _count(h.width, h.height, h.strips, u * TILE_UNIT, h.layout) in counts]
+    if tiles:
+        fields.append(f"the tile field ({h.tile}; the sections fit tiles of {tiles[0]})")
     other = {1: 2, 2: 1, 3: 4, 4: 3}[h.layout]
     if _count(h.width, h.height, h.strips, h.tile, other) in counts:
-        return (f"{head}: the layout field ({Layout.NAMES[h.layout]}) is wrong — the file "
-                f"{'has no' if with_alpha else 'has an'} alpha section")
+        fields.append(f"the layout field ({Layout.NAMES[h.layout]}; the file "
+                      f"{'has no' if with_alpha else 'has an'} alpha section)")
     if h.strips > 1:
-        long = max(h.width, h.height)
-        for s in range(2, min(long, 4096) + 1):
-            if s != h.strips and valid_fold(h.width, h.height, s) and \
-                    _count(h.width, h.height, s, h.tile, h.layout) in counts:
-                return f"{head}: the strips field ({h.strips}) is wrong — the sections fit {s} strips"
-    tiles = [(k - with_alpha) // 2 for k in counts if (k - with_alpha) % 2 == 0 and k > with_alpha]
+        strips = [s for s in range(2, min(max(h.width, h.height), 4096) + 1)
+                  if valid_fold(h.width, h.height, s) and _count(h.width, h.height, s, h.tile, h.layout) in counts]
+        if strips:
+            fields.append(f"the strips field ({h.strips}; the sections fit {strips[0]} strips)")
+    if fields:
+        return f"{head}: {' or '.join(fields)} is wrong"
+    held_tiles = [(k - with_alpha) // 2 for k in counts if (k - with_alpha) % 2 == 0 and k > with_alpha]
     rows, cols = tile_grid(*h.coded_size, h.tile)
-    if tiles:
-        field = ("width" if tiles[0] % rows == 0 else "height" if tiles[0] % cols == 0 else "width or height")
-        return (f"{head}: the {field} field ({h.width}×{h.height}: {rows}×{cols} tiles of {h.tile}) is wrong "
-                f"— the file holds {tiles[0]} tiles")
+    if held_tiles:
+        field = ("width" if held_tiles[0] % rows == 0 else "height" if held_tiles[0] % cols == 0
+                 else "width or height")
+        return (f"{head}: the {field} field is wrong ({h.width}×{h.height} makes {rows}×{cols} tiles of "
+                f"{h.tile}; the file holds {held_tiles[0]} tiles)")
     return head

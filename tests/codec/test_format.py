@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_alpha_section_must_match_the_layout():
     rgba_without_alpha[5] = Layout.RGBA  # now the table needs one more length than the file has
     with pytest.raises(FormatError, match="corrupt alpha section: .* bytes, more than a PNG of a 33×17 plane"):
         fmt.unpack(bytes(rgba_without_alpha))  # the CRC says the file is damaged: the "alpha" length is payload
-    with pytest.raises(FormatError, match=r"the layout field \(RGBA\) is wrong — the file has no alpha section"):
+    with pytest.raises(FormatError, match=r"the layout field \(RGBA; the file has no alpha section\) is wrong"):
         fmt.unpack(recrc(bytes(rgba_without_alpha)))  # the CRC says it was written so: the header is at fault
     with pytest.raises(FormatError, match="alpha section"):
         fmt.pack(make(alpha=b"png"))
@@ -256,3 +257,139 @@ def test_every_section_the_encoder_writes_is_a_rans_string():
                          (np.full((64, 64), 255, np.uint8), 0, 64), (smooth_image(130, 70), 100, 64)]:
         for z, y in fmt.unpack(aecodec.encode(img, quality=q, tile=tile)).tiles:
             assert len(z) >= fmt.MIN_RANS and len(y) >= fmt.MIN_RANS and not len(z) % 4 and not len(y) % 4
+
+
+# ----------------------------------------------------------------------------- section bounds
+def test_the_section_bound_holds_the_coders_most_expensive_symbols():
+    """max_rans(n) ≥ what CompressAI's rANS writes for n symbols at their dearest: each at a
+    probability of 2^-16 and escaping with 7 bypass chunks (values of 2^28 and beyond make its
+    encoder loop forever, so no string holds them) — and not far above it."""
+    from compressai import ans
+
+    cdf, length = [0, 1, 2, 65535, 65536], 5  # the escape symbol (index 3) has frequency 1
+    for n, value in ((1, 2**27), (1000, 2**27), (1000, -2**27), (5000, 3), (1000, 0)):
+        s = ans.RansEncoder().encode_with_indexes([value] * n, [0] * n, [cdf], [length], [0])
+        assert len(s) <= fmt.max_rans(n), (n, value, len(s), fmt.max_rans(n))
+    assert fmt.max_rans(1000) < 1.2 * len(ans.RansEncoder().encode_with_indexes([2**27] * 1000, [0] * 1000,
+                                                                               [cdf], [length], [0]))
+
+
+def test_real_sections_stay_far_below_their_bound():
+    """The dearest real tiles (noise at quality 100) use a fraction of what the bound allows, with
+    the shipped model's M and N as with MAX_CHANNELS."""
+    import numpy as np
+
+    import aecodec
+
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    c = fmt.unpack(aecodec.encode(noise, quality=100, tile=128))
+    (z_sym, y_sym), = fmt.tile_symbols(128, 128, 1, 128)
+    (z, y), = c.tiles
+    assert len(y) < 0.25 * fmt.max_rans(192 * y_sym) and len(z) < 0.5 * fmt.max_rans(128 * z_sym)
+    assert len(y) < 0.1 * fmt.max_rans(fmt.MAX_CHANNELS * y_sym)
+
+
+def _header(width, height, tile, lengths, layout=Layout.RGB) -> bytes:
+    mid = b"mean-scale-vr-128"
+    return (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, layout, 5000, width, height, tile // 64, bytes(8), len(mid))
+            + mid + struct.pack(f">{len(lengths)}I", *lengths))
+
+
+def test_a_64_mb_y_section_is_refused_from_the_header_alone():
+    """The section table is judged before a byte of the payload is read or allocated."""
+    import io
+    import time
+
+    head = _header(1024, 1024, 1024, [8, 64 << 20])
+    stream = io.BytesIO(head + bytes(1000))  # the payload is not there: it must not be needed
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        h = fmt.read_header(stream.read)
+        assert stream.tell() == len(head)  # read no further than the table
+        symbols = fmt.MAX_CHANNELS * (1024 // 16) ** 2  # y: MAX_CHANNELS × the tile's positions
+        with pytest.raises(FormatError, match=f"corrupt y section of tile 1: 67108864 bytes, more than the "
+                                              rf"{symbols} symbols of any model's tile can make \(at most "
+                                              rf"{fmt.max_rans(symbols)}\)"):
+            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 0.5 and peak < 256 * 1024, peak
+
+
+def test_an_alpha_section_longer_than_its_plane_stored_uncompressed_is_refused():
+    c = make(layout=Layout.RGBA, alpha=b"\0" * fmt.max_alpha(33, 17))
+    assert fmt.unpack(fmt.pack(c)) == c
+    with pytest.raises(FormatError, match="corrupt alpha section: 4677 bytes, more than a PNG of a 33×17 plane"):
+        fmt.pack(make(layout=Layout.RGBA, alpha=b"\0" * (fmt.max_alpha(33, 17) + 1)))
+
+
+def test_the_header_is_read_in_stages_and_no_further():
+    """Each stage is read only once the one before it is valid: a wrong magic costs 27 bytes."""
+    import io
+
+    data = fmt.pack(make())
+    reads = []
+
+    def read(n, stream=io.BytesIO(data)):
+        reads.append(n)
+        return stream.read(n)
+
+    h = fmt.read_header(read)
+    assert reads == [27, 17, 8] and h.size == 27 + 17 + 8 and h.total == len(data) and h.lengths == (12, 40)
+    reads.clear()
+    with pytest.raises(FormatError, match="wrong magic"):
+        fmt.read_header(read.__defaults__[0].__class__(b"y\n" * 100).read)
+    v2 = fmt.pack(make(width=20000, height=1, strips=16, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2))
+    reads.clear()
+    stream = io.BytesIO(v2)
+    fmt.read_header(lambda n: reads.append(n) or stream.read(n))
+    assert reads == [27, 17, 2, 16]
+
+
+# ----------------------------------------------------------------------------- a header field at fault
+def _grid_file(**over) -> bytes:
+    """A 130×70 RGB file in 2×3 tiles of 64."""
+    tiles = tuple((bytes([i]) * (8 + 4 * i), bytes([100 + i]) * (8 + 8 * i)) for i in range(6))
+    return fmt.pack(make(width=130, height=70, tile=64, tiles=tiles, **over))
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (16, struct.pack(">H", 2), r"the tile field \(128; the sections fit tiles of 64\) is wrong"),
+    (5, bytes([Layout.RGBA]), r"the layout field \(RGBA; the file has no alpha section\) is wrong"),
+    (8, struct.pack(">I", 300), r"the width field is wrong \(300×70 makes 2×5 tiles of 64; the file holds 6 tiles\)"),
+    (12, struct.pack(">I", 200), r"the height field is wrong \(130×200 makes 4×3 tiles of 64; the file holds 6 tiles\)"),
+])
+def test_a_header_field_changed_under_a_recomputed_crc_is_named(offset, value, message):
+    """Not "corrupt z section of tile 3: 1829176222 bytes cannot be a rANS string": the file was
+    written that way (its CRC is right), so the header is at fault, and the field is named."""
+    data = bytearray(_grid_file())
+    data[offset:offset + len(value)] = value
+    with pytest.raises(FormatError, match="section table does not match the header: the file holds 12 sections, "
+                                          r"its header announces \d+: " + message):
+        fmt.unpack(recrc(bytes(data)))
+    with pytest.raises(FormatError) as exc:  # the same damage without a valid CRC: no field is blamed
+        fmt.unpack(bytes(data))
+    assert "field" not in str(exc.value)
+
+
+def test_a_layout_that_lost_its_alpha_is_named():
+    data = bytearray(_grid_file(layout=Layout.RGBA, alpha=b"png"))
+    data[5] = Layout.RGB
+    with pytest.raises(FormatError, match=r"holds 13 sections, its header announces 12: the layout field "
+                                          r"\(RGB; the file has an alpha section\) is wrong"):
+        fmt.unpack(recrc(bytes(data)))
+
+
+def test_a_wrong_strips_field_is_named():
+    """A 20000×1 strip folded into 16 (tiles of 1024: 1×2 tiles); its strips field set to 40."""
+    c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
+    data = bytearray(fmt.pack(c))
+    at = 27 + len(c.model_id)
+    data[at:at + 2] = struct.pack(">H", 40)  # coded 500×(40·4 + 39·4): 1×1 tile
+    with pytest.raises(FormatError, match=r"holds 4 sections, its header announces 2: .*the strips field \(40; "
+                                          r"the sections fit (\d+) strips\) is wrong") as exc:
+        fmt.unpack(recrc(bytes(data)))
+    fit = int(re.search(r"fit (\d+) strips", str(exc.value)).group(1))  # the first count that fits (16 does too)
+    assert geometry.tile_grid(*geometry.coded_size(20000, 1, fit), 1024) == (1, 2)
