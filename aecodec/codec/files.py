@@ -150,8 +150,8 @@ def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAUL
         h = _named(src, fmt.read_header, read, max_pixels=max_pixels)
         try:
             fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
-        except FormatError:
-            pass  # the table does not fit the header: read on to say why
+        except FormatError as exc:
+            problem = str(exc)  # the table does not fit the header: read on to say why
         else:
             head.extend(_read_exactly(f, h.total - len(head)))
             more = f.read(1) if len(head) == h.total else b""
@@ -161,12 +161,14 @@ def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAUL
             crc = int.from_bytes(head[h.total - 4:h.total], "big")
             if more and zlib.crc32(memoryview(head)[:h.total - 4]) == crc:  # a whole file, then more
                 raise FormatError(f"{_name(src)}: trailing bytes after the {h.total} bytes the header announces")
+            problem = f"trailing bytes: more than the {fmt.max_file_size(h)} bytes a file of a {h.width}×{h.height} image can have"
         # the header and the length disagree: read to the end, as far as a valid file of this image can go
         limit = fmt.max_file_size(h)
-        head.extend(_read_exactly(f, limit + 1 - len(head)))
-        if len(head) > limit:
-            raise FormatError(f"{_name(src)}: trailing bytes: more than the {limit} bytes a file of a "
-                              f"{h.width}×{h.height} image can have")
+        size = _size_on_disk(f)
+        if size is None or size <= limit:
+            head.extend(_read_exactly(f, limit + 1 - len(head)))
+        if len(head) > limit or (size or 0) > limit:
+            raise FormatError(f"{_name(src)}: {problem}")
         _named(src, fmt.check_file, h, memoryview(head))
         return bytes(head)
 
@@ -179,19 +181,26 @@ def read_header(src: str | os.PathLike | BinaryIO, *,
     with _open_aec(src) as f:
         h = _named(src, fmt.read_header, lambda n: _read_exactly(f, n), max_pixels=max_pixels)
         _named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
-        try:
-            st = os.fstat(f.fileno())
-            size = st.st_size if stat.S_ISREG(st.st_mode) else None
-        except (AttributeError, OSError, ValueError):  # a stream without a file
-            size = None
+        size = _size_on_disk(f)
         if size is not None and size != h.total:
             what = "truncated file" if size < h.total else "trailing bytes"
             raise FormatError(f"{_name(src)}: {what}: {size} bytes on disk, the header announces {h.total}")
         return h, size
 
 
+def _size_on_disk(f) -> int | None:
+    """The size of a regular file; None for a pipe, a device or a stream without a file."""
+    try:
+        st = os.fstat(f.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def _name(src) -> str:
-    return "<stdin>" if src == "-" else str(getattr(src, "name", src))
+    if src == "-":
+        return "<stdin>"
+    return str(src) if isinstance(src, (str, os.PathLike)) else str(getattr(src, "name", "<stream>"))
 
 
 def _named(src, fn, *args, **kwargs):

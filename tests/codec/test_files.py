@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 
 import pytest
 from PIL import Image
 
 import aecodec
 from aecodec.codec import files
+from aecodec.codec import format as fmt
 from aecodec.errors import CodecError
 
 
@@ -68,3 +70,114 @@ def test_write_atomic_never_changes_the_umask(tmp_path, monkeypatch):
     for name in ("x.aec", "x.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.aec", "x.png"]
+
+
+# ----------------------------------------------------------------------------- reading .aec files
+def _aec_bytes(**kw) -> bytes:
+    from tests.helpers import smooth_image
+
+    return aecodec.encode(smooth_image(100, 130), quality=50, **kw)
+
+
+class _Endless:
+    """A pipe that never ends (``yes``, ``/dev/zero``), counting what is read from it."""
+
+    def __init__(self, head: bytes = b"", fill: bytes = b"y\n"):
+        self.head, self.fill, self.taken = head, fill, 0
+
+    def read(self, n: int = -1) -> bytes:
+        assert n >= 0, "read everything from an endless stream"
+        out = (self.head[self.taken:self.taken + n] if self.taken < len(self.head) else b"")
+        out += (self.fill * (n // len(self.fill) + 1))[:n - len(out)]
+        self.taken += len(out)
+        return out
+
+
+def test_read_file_reads_a_file_exactly_and_names_it_in_errors(tmp_path):
+    data = _aec_bytes()
+    path = tmp_path / "x.aec"
+    path.write_bytes(data)
+    assert files.read_file(path) == data
+    path.write_bytes(data[:-3])
+    with pytest.raises(aecodec.FormatError, match=f"^{path}: truncated file"):
+        files.read_file(path)
+    with pytest.raises(CodecError, match="no such file"):
+        files.read_file(tmp_path / "missing.aec")
+    with pytest.raises(CodecError, match="is a directory"):
+        files.read_file(tmp_path)
+
+
+def test_an_endless_stream_is_refused_at_once():
+    """``yes | aecodec decode -`` and ``aecodec decode /dev/zero``: a wrong magic after 27 bytes;
+    a valid file followed by an endless stream: one byte past its announced end."""
+    for stream in (_Endless(), _Endless(fill=b"\0")):
+        with pytest.raises(aecodec.FormatError, match="not an .aec file"):
+            files.read_file(stream)
+        assert stream.taken <= 27
+    data = _aec_bytes()
+    stream = _Endless(data, fill=b"\0")
+    with pytest.raises(aecodec.FormatError, match=f"trailing bytes after the {len(data)} bytes the header announces"):
+        files.read_file(stream)
+    assert stream.taken == len(data) + 1
+
+
+def test_a_stream_whose_header_and_length_disagree_is_read_no_further_than_a_valid_file_of_its_image():
+    data = bytearray(_aec_bytes(tile=64))  # 2×3 tiles
+    data[16:18] = (2).to_bytes(2, "big")  # tile 128: fewer sections than the file holds, under a valid CRC
+    data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "big")
+    import io
+
+    with pytest.raises(aecodec.FormatError, match="the tile field"):
+        files.read_file(io.BytesIO(bytes(data)))  # a stream: read to its end to name the field
+    h = fmt.read_header(io.BytesIO(bytes(data)).read)
+    stream = _Endless(bytes(data[:h.size]), fill=b"\0")  # the same header, then zeros for ever
+    with pytest.raises(aecodec.FormatError, match="trailing bytes: more than the"):
+        files.read_file(stream)
+    assert stream.taken == fmt.max_file_size(h) + 1
+
+
+def test_a_file_announcing_a_64_mb_section_is_refused_without_reading_it(tmp_path):
+    """A sparse 64 MB file whose header is valid and whose one y section is longer than its tile's
+    symbols can make: refused from the header, in well under a second, without large allocation."""
+    import struct
+    import time
+    import tracemalloc
+
+    mid = b"mean-scale-vr-128"
+    head = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, 3, 5000, 512, 512, 8, bytes(8), len(mid)) + mid
+            + struct.pack(">II", 8, 64 << 20))
+    path = tmp_path / "big.aec"
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + 8 + (64 << 20) + 4)  # the size the header announces, as a hole
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(aecodec.FormatError, match="corrupt y section of tile 1: 67108864 bytes, more than"):
+            files.read_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 0.5 and peak < 1 << 20, peak
+    with pytest.raises(aecodec.FormatError, match="corrupt y section"):
+        files.read_header(path)
+
+
+def test_read_header_compares_the_size_on_disk_without_reading_the_payload(tmp_path, monkeypatch):
+    data = _aec_bytes()
+    path = tmp_path / "x.aec"
+    path.write_bytes(data)
+    h, size = files.read_header(path)
+    assert size == h.total == len(data) and aecodec.info(data) == api_info(h)
+    path.write_bytes(data + b"\0")
+    with pytest.raises(aecodec.FormatError, match=f"{path}: trailing bytes: {len(data) + 1} bytes on disk"):
+        files.read_header(path)
+    path.write_bytes(data[:-1])
+    with pytest.raises(aecodec.FormatError, match="truncated file"):
+        files.read_header(path)
+
+
+def api_info(h):
+    from aecodec.codec import api
+
+    return api.info(h)
