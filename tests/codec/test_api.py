@@ -143,3 +143,61 @@ def test_the_progress_bar_counts_the_iterations_of_the_tiles_really_coded(monkey
     with api._progress_bar(9, w, h, 1024, False, True):
         pass
     assert totals == [(refine.Z_ITERATIONS[9] + refine.ITERATIONS[9]) * tiles]
+
+
+# ----------------------------------------------------------------------------- pixel cap and progress
+def test_the_decoders_pixel_cap_is_raised_per_call_and_the_message_says_how():
+    data = aecodec.encode(smooth_image(40, 56), quality=50)  # 2240 pixels
+    with pytest.raises(aecodec.FormatError, match="exceeds the cap of 2239 pixels .*--max-pixels or max_pixels="):
+        aecodec.decode(data, max_pixels=2239)
+    assert aecodec.decode(data, max_pixels=2240).size == (56, 40)
+    assert fmt.DEFAULT_MAX_PIXELS < fmt.MAX_ENCODE_PIXELS
+    assert 9504 * 6336 <= fmt.DEFAULT_MAX_PIXELS  # a 61 MP camera photo decodes by default
+
+
+def test_encode_warns_when_its_file_will_need_a_raised_cap(monkeypatch):
+    monkeypatch.setattr(fmt, "DEFAULT_MAX_PIXELS", 2000)
+    with pytest.warns(UserWarning, match="above the decoder's default cap of 2000: decoding it will need "
+                                         "--max-pixels 2240") as caught:
+        aecodec.encode(smooth_image(40, 56), quality=50)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    monkeypatch.setattr(fmt, "DEFAULT_MAX_PIXELS", 2240)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aecodec.encode(smooth_image(40, 56), quality=50)
+
+
+def test_decode_reports_every_tile_and_every_synthesis_piece(net):
+    data = aecodec.encode(smooth_image(100, 130), quality=50, tile=64)  # 2×3 tiles, one synthesis piece
+    c = fmt.unpack(data)
+    steps, tiles = [], []
+    img = api.decode_with(net, c, on_tile=lambda rect, lat: tiles.append(rect), on_progress=lambda: steps.append(1))
+    assert len(tiles) == 6 and len(steps) == api.decode_steps(c) == 6 + 1
+    np.testing.assert_array_equal(np.asarray(img), np.asarray(aecodec.decode(data)))
+
+
+def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch):
+    import io
+    import sys
+
+    import tqdm
+
+    class Now(tqdm.tqdm):  # the bar without its half-second delay, so that a tiny decode shows it
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "delay": 0})
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(tqdm, "tqdm", Now)
+    data = aecodec.encode(smooth_image(100, 130), quality=50, tile=64)
+    for stream, shown in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        aecodec.decode(data, progress=True)
+        assert ("decoding" in stream.getvalue() and "7/7" in stream.getvalue()) == shown, stream.getvalue()
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    aecodec.decode(data)  # progress=False: never a bar
+    assert stream.getvalue() == ""

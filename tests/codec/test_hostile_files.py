@@ -72,3 +72,22 @@ def test_a_corrupt_alpha_section_is_a_format_error():
     for alpha in (c.alpha[:20], c.alpha[:8] + bytes(len(c.alpha) - 8), b"\x89PNG\r\n\x1a\n" + bytes(40)):
         with pytest.raises(aecodec.FormatError, match="corrupt alpha section"):
             aecodec.decode(fmt.pack(dataclasses.replace(c, alpha=alpha)))
+
+
+def test_a_section_longer_than_the_models_own_channels_can_make_is_refused_before_decoding(monkeypatch):
+    """Within MAX_CHANNELS' bound (the format's), above the shipped model's M = 192: refused by the
+    decoder before any tile is entropy-decoded."""
+    net = zoo.load()[0]
+    y_sym = (64 // 16) ** 2  # one 64-pixel tile
+    n = fmt.max_rans(net.config.M * y_sym) + 4
+    assert n <= fmt.max_rans(fmt.MAX_CHANNELS * y_sym)
+    data = _craft(64, 64, 1, [bytes(8), bytes(n)])
+    fmt.unpack(data)  # a valid container
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("a tile was decoded")
+
+    monkeypatch.setattr(type(net), "decode_latents", no_decode)
+    with pytest.raises(aecodec.FormatError, match=f"corrupt y section of tile 1: {n} bytes, more than the "
+                                                  f"{net.config.M * y_sym} symbols of mean-scale-vr-128's tile"):
+        aecodec.decode(data)

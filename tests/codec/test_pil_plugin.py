@@ -81,3 +81,19 @@ def test_pillow_plugin_saves_with_effort(photo_pixels):
     Image.fromarray(photo_pixels).save(buf, format="AEC", quality=60, effort=5)
     assert buf.getvalue() == aecodec.encode(photo_pixels, 60, effort=5)
     assert Image.open(io.BytesIO(buf.getvalue())).size == (128, 96)
+
+
+def test_the_pixel_cap_is_pillows(monkeypatch):
+    """Image.MAX_IMAGE_PIXELS decides (an error above twice it; None lifts it), not aecodec's own
+    default cap, which is not applied a second time."""
+    from aecodec.codec import format as fmt
+
+    data = aecodec.encode(smooth_image(40, 56), quality=50)  # 2240 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(data))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setattr(fmt, "DEFAULT_MAX_PIXELS", 100)
+    monkeypatch.setattr(api.decode, "__kwdefaults__", {**api.decode.__kwdefaults__, "max_pixels": 100})
+    with Image.open(io.BytesIO(data)) as im:
+        assert np.asarray(im).shape == (40, 56, 3)
