@@ -279,3 +279,48 @@ def test_a_format_that_cannot_store_the_image_is_a_one_line_error(photo, tmp_pat
     r = fails(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "x.blp")]), "cannot write BLP")
     assert str(tmp_path / "x.blp") in r.output and ".tmp" not in r.output
     assert not (tmp_path / "x.blp").exists()
+
+
+# ----------------------------------------------------------------------------- decode and info: bounded reads, the pixel cap
+def test_decode_max_pixels_raises_the_cap_and_the_error_says_how(photo, tmp_path):
+    aec = _aec(photo)  # 56×40 = 2240 pixels
+    r = fails(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "a.png"), "--max-pixels", "2k"]),
+              "exceeds the cap of 2000 pixels")
+    assert r.exit_code == 1 and "--max-pixels" in r.output and str(aec) in r.output
+    assert not (tmp_path / "a.png").exists()
+    ok(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "a.png"), "--max-pixels", "2240"]))
+    for bad in ("0", "lots", "1e9"):
+        r = fails(runner.invoke(app, ["decode", str(aec), "-o", str(tmp_path / "b.png"), "--max-pixels", bad]),
+                  "--max-pixels must be")
+        assert r.exit_code == 2
+
+
+def test_info_reads_the_header_only(photo, tmp_path):
+    aec = _aec(photo)
+    data = aec.read_bytes()
+    bad = bytearray(data)
+    bad[-8] ^= 1  # a damaged payload: info shows the header all the same (decode refuses it)
+    aec.write_bytes(bytes(bad))
+    i = json.loads(ok(runner.invoke(app, ["info", "--json", str(aec)])).output)
+    assert i["bytes"] == len(data) and i["width"] == 56
+    aec.write_bytes(data + b"\0")
+    fails(runner.invoke(app, ["info", str(aec)]), f"{aec}: trailing bytes: {len(data) + 1} bytes on disk")
+
+
+def test_endless_inputs_are_refused_at_once_as_processes(tmp_path):
+    """``yes | aecodec decode - -o x.png`` and ``aecodec decode /dev/zero -o x.png``: one line, exit 1,
+    no output, and no unbounded read."""
+    out = tmp_path / "x.png"
+    yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+    try:
+        r = _run("decode", "-", "-o", str(out), stdin=yes.stdout, text=True, timeout=120)
+    finally:
+        yes.kill()
+        yes.wait()
+    assert r.returncode == 1 and r.stderr.strip() == "aecodec: error: <stdin>: not an .aec file (wrong magic bytes)"
+    if os.path.exists("/dev/zero"):
+        r = _run("decode", "/dev/zero", "-o", str(out), text=True, timeout=120)
+        assert r.returncode == 1 and r.stderr.strip() == "aecodec: error: /dev/zero: not an .aec file (wrong magic bytes)"
+        r = _run("info", "/dev/zero", text=True, timeout=120)
+        assert r.returncode == 1 and "not an .aec file" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
