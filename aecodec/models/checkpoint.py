@@ -22,6 +22,14 @@ below its normal range keep an absolute error ≤ 2⁻²⁵, harmless in a convo
 back to float32; the stored values are what the weights hash covers, so encoder and decoder
 compute with the same weights, and h_s's fixed-point grid (models/fixed_point.py) is derived from them
 identically everywhere. The cost in rate and quality is negligible (docs/usage.md, ``export``).
+
+A checkpoint is checked before it is used (:func:`load_checkpoint`): its fields and config, exactly
+the model's tensor names, floating-point dtypes and shapes, finite values, the architecture's
+constants, gains and quantiles the coder can code, and the CDF tables that CompressAI's rANS coder
+takes on trust (:func:`check_tables`). A damaged or hostile file — through ``--model``,
+``AECODEC_MODEL_PATH``, ``--resume``, ``--init-from`` or ``export`` — is one
+:class:`CheckpointError` ``<path>: <what is wrong>``, never a traceback or a signal. The checks
+read each tensor once, as the weights hash does.
 """
 
 from __future__ import annotations

@@ -33,4 +33,5 @@ def architecture(name: str) -> tuple[type, type]:
     try:
         return ARCHITECTURES[name]
     except (KeyError, TypeError):
-        raise CheckpointError(f"unknown architecture {name!r}") from None
+        raise CheckpointError(f"unknown architecture {name!r:.60} (this aecodec has "
+                              f"{', '.join(sorted(ARCHITECTURES))})") from None
