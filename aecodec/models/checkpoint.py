@@ -40,6 +40,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -153,7 +154,9 @@ def read_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     checked (:func:`check_fields`). FileNotFoundError if there is no such file; any other problem
     is a :class:`CheckpointError` ``<path>: <what is wrong>``."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        with warnings.catch_warnings():  # torch's own (its loader's deprecations): not the user's business
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except FileNotFoundError:
         raise
     except OSError as exc:
