@@ -6,8 +6,9 @@ and without a recomputed CRC, so that mutations also reach the entropy decoder) 
 bytes. Hostile families of their own: ``tile`` (every tile-size field, valid or not),
 ``empty`` (sections of 0 to 7 bytes: too short for a rANS string), ``damage`` (a payload zeroed,
 0xFF-filled, tail-flipped or with one byte changed, CRC recomputed) and ``bomb`` (headers declaring
-up to 268 MP — decoded under the default pixel cap, not the harness's small one — with any tile
-field and tiny sections). Every case must end in a clean error (``aecodec.FormatError`` /
+up to 268 MP — decoded under the default pixel cap (2^26), not the harness's small one — with any tile
+field and tiny sections). Each case is read by the bounded stream reader first, then decoded.
+Every case must end in a clean error (``aecodec.FormatError`` /
 ``ModelNotFound``) or a correct-looking image: the header's size and mode. A crash, hang, traceback
 of another type or runaway allocation fails the run.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import faulthandler
+import io
 import random
 import resource
 import struct
@@ -34,6 +36,7 @@ from collections import Counter
 import aecodec
 from aecodec.codec import format as fmt
 from aecodec.codec import geometry
+from aecodec.codec.files import read_file
 
 MAX_PIXELS = 1 << 16  # the fuzzer's decompression-bomb cap: keeps every accepted case small
 
@@ -165,8 +168,11 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, bool]:
 
 
 def check(data: bytes, max_pixels: int = MAX_PIXELS) -> str:
-    """Decode one case; return the outcome, raise AssertionError on a bad one."""
+    """Decode one case; return the outcome, raise AssertionError on a bad one. The bounded reader
+    (``files.read_file`` on a stream) reads the case first: it returns the file's bytes exactly, or
+    refuses it in one line."""
     try:
+        assert read_file(io.BytesIO(data), max_pixels=max_pixels) == data
         img = aecodec.decode(data, max_pixels=max_pixels)
     except (aecodec.FormatError, aecodec.ModelNotFound) as exc:
         msg = str(exc)
