@@ -264,8 +264,9 @@ def test_the_section_bound_holds_the_coders_most_expensive_symbols():
     """max_rans(n) ≥ what CompressAI's rANS writes for n symbols at their dearest: each at a
     probability of 2^-16 and escaping with 7 bypass chunks (values of 2^28 and beyond make its
     encoder loop forever, so no string holds them) — and not far above it."""
-    from compressai import ans
+    from aecodec._compressai import compressai
 
+    ans = compressai().ans
     cdf, length = [0, 1, 2, 65535, 65536], 5  # the escape symbol (index 3) has frequency 1
     for n, value in ((1, 2**27), (1000, 2**27), (1000, -2**27), (5000, 3), (1000, 0)):
         s = ans.RansEncoder().encode_with_indexes([value] * n, [0] * n, [cdf], [length], [0])
