@@ -79,7 +79,7 @@ def train(
                                  threads=threads, level_bias=level_bias, aux_transform=aux_transform,
                                  N=n_channels, M=m_channels))
     except FileNotFoundError as exc:
-        fail(str(exc))
+        fail(f"{exc.filename}: no such file" if exc.filename else str(exc), 1)
 
 
 def export(

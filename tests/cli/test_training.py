@@ -75,3 +75,11 @@ def test_train_and_export_follow_the_output_policy_before_any_work(data_dir, tmp
         r = runner.invoke(app, ["export", *args])
         assert r.exit_code != 0 and message in r.output, r.output
     assert not (tmp_path / "nodir").exists() and run.read_bytes() == b"a user's file" and len(started) == 2
+
+
+def test_a_missing_resume_or_init_checkpoint_is_named_in_one_line(data_dir, tmp_path):
+    for option in ("--resume", "--init-from"):
+        r = CliRunner().invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "new.pt"), option,
+                                     str(tmp_path / "missing.pt"), "--steps", "1", "--device", "cpu"])
+        assert r.exit_code == 1 and r.output == f"aecodec: error: {tmp_path / 'missing.pt'}: no such file\n", r.output
+    assert not (tmp_path / "new.pt").exists()
