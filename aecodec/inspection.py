@@ -173,7 +173,8 @@ def finite(v):
 
 # ----------------------------------------------------------------------------- inspect
 def _read_aec(source) -> Optional[bytes]:
-    """The bytes of ``source`` if it is an .aec file (by its magic bytes), else None."""
+    """The bytes of ``source`` if it is an .aec file (by its magic bytes), else None; a file is read
+    no further than its header allows (:func:`~aecodec.codec.files.read_file`)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
@@ -181,7 +182,9 @@ def _read_aec(source) -> Optional[bytes]:
             with open(source, "rb") as f:
                 if f.read(len(fmt.MAGIC)) != fmt.MAGIC:
                     return None
-            return Path(source).read_bytes()
+            from .codec.files import read_file
+
+            return read_file(source)
         except (FileNotFoundError, IsADirectoryError):
             return None  # prepare_image reports it in its own words
     return None

@@ -50,6 +50,7 @@ class Job:
     effort: int = 1
     model: str | None = None
     image_format: str = "png"  # decode: the outputs' format, by extension
+    max_pixels: int | None = None  # decode: the pixel cap (None: the decoder's default)
     qualities: tuple[float, ...] = RD_QUALITIES  # rd
     force: bool = False
 
@@ -321,14 +322,15 @@ class Worker:
     def _decode(self, item: Item, row: dict) -> None:
         from ..codec import api, files
 
-        data = files.read_file(item.src)
+        cap = {} if self.job.max_pixels is None else {"max_pixels": self.job.max_pixels}
+        data = files.read_file(item.src, **cap)
         _header(api.info(data), row, "bytes_in")
         if not self.job.force and self._decoded_ok(item, row):
             row["status"] = "skipped"
         else:
             _refuse_foreign(item, self.job)
             with self._attempt(item):
-                img = api.decode(data, device=self.device)
+                img = api.decode(data, device=self.device, **cap)
                 Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
                 files.save_image(img, item.dst, overwrite=True)
         row["bytes_out"] = os.path.getsize(item.dst)

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AecodecError, one_line
-from .options import QUALITY_HELP, Model, Quiet
-from .output import error, fail, os_error_line, progress_bar, say, show_bar, signals_stop, size_budget, stop_reason, tick
+from .options import QUALITY_HELP, MaxPixels, Model, Quiet
+from .output import (error, fail, os_error_line, pixel_cap, progress_bar, say, show_bar, signals_stop, size_budget,
+                     stop_reason, tick)
 
 __all__ = ["batch_app"]
 
@@ -116,6 +117,7 @@ def batch_decode(
     src: Annotated[str, typer.Argument(metavar="SRC", help="Folder of .aec files (searched recursively), or one file.")],
     dst: Annotated[str, typer.Argument(metavar="DST", help="Folder for the images (created; outside SRC): the inputs' relative paths.")],
     image_format: Annotated[str, typer.Option("--format", help="Output format by extension: png, webp, tif, bmp, jpg, …")] = "png",
+    max_pixels: MaxPixels = None,
     force: BatchForce = False,
     address: Address = None,
     workers: Workers = None,
@@ -126,7 +128,8 @@ def batch_decode(
     verbose: BatchVerbose = False,
 ) -> None:
     """Decode a folder of .aec files to images, in parallel (the same pixels as aecodec decode)."""
-    _batch(dict(kind="decode", image_format=image_format, force=force), src, dst, address=address, workers=workers,
+    cap = None if max_pixels is None else pixel_cap(max_pixels)
+    _batch(dict(kind="decode", image_format=image_format, max_pixels=cap, force=force), src, dst, address=address, workers=workers,
            cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, manifest=manifest, quiet=quiet,
            verbose=verbose)
 

@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import AecodecError
-from .options import QUALITY_HELP, VERBOSE_HELP, Device, Force, Model, Quiet
-from .output import (check_quality, fail, for_each, pair_outputs, parse_size, per_file, read_input, say,
+from .options import QUALITY_HELP, VERBOSE_HELP, Device, Force, MaxPixels, Model, Quiet
+from .output import (check_quality, fail, for_each, pair_outputs, per_file, pixel_cap, read_input, say,
                      size_budget, write_stdout)
 
 __all__ = ["encode", "decode", "info"]
@@ -76,7 +76,7 @@ def decode(
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output image (format from its extension: .png, .jpg, .webp, .tif, .bmp …), directory, or - for PNG on stdout. Default: the input name with .png.")] = None,
     force: Force = False,
     device: Device = "auto",
-    max_pixels: Annotated[Optional[str], typer.Option("--max-pixels", metavar="PIXELS", help="Refuse images larger than this, e.g. 100M (k, M = 1000s); default 67108864 (2^26: 61 MP camera photos decode, in about two minutes on 2 CPU cores). A guard against decompression bombs, like Pillow's limit; raise it for larger images.")] = None,
+    max_pixels: MaxPixels = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
@@ -84,15 +84,9 @@ def decode(
 
     A long decode shows its progress on a terminal (tiles done / total)."""
     from ..codec import api, files
-    from ..codec import format as fmt
     from ..errors import FormatError
 
-    cap = fmt.DEFAULT_MAX_PIXELS
-    if max_pixels is not None:
-        cap = parse_size(max_pixels)
-        if cap is None or cap > fmt.MAX_ENCODE_PIXELS:
-            fail(f"--max-pixels must be a number of pixels from 1 to {fmt.MAX_ENCODE_PIXELS} (the largest image "
-                 f"aecodec encodes), like 100000000 or 100M, not {max_pixels!r}")
+    cap = pixel_cap(max_pixels)
 
     def one(pair):
         src, dst = pair

@@ -353,6 +353,20 @@ def check_quality(quality) -> None:
         fail(f"-q/--quality: {exc}")
 
 
+def pixel_cap(text: Optional[str]) -> int:
+    """--max-pixels: the decoder's pixel cap (default :data:`~aecodec.codec.format.DEFAULT_MAX_PIXELS`),
+    at most the largest image aecodec encodes; exit 2 on anything else."""
+    from ..codec import format as fmt
+
+    if text is None:
+        return fmt.DEFAULT_MAX_PIXELS
+    cap = parse_size(text)
+    if cap is None or cap > fmt.MAX_ENCODE_PIXELS:
+        fail(f"--max-pixels must be a number of pixels from 1 to {fmt.MAX_ENCODE_PIXELS} (the largest image "
+             f"aecodec encodes), like 100000000 or 100M, not {text!r}")
+    return cap
+
+
 def size_budget(quality, target_size: str | None, target_bpp) -> int | None:
     """The byte budget of --target-size (None without one); exits on a bad size, or on more than
     one of -q, --target-size and --target-bpp."""

@@ -62,7 +62,7 @@ def check_target(target_size=None, target_bpp=None) -> Callable[[int, int], int]
         except (TypeError, ValueError):
             raise CodecError(f"target bpp must be a number, got {target_bpp!r}") from None
         if not 0 < bpp < 1e6 or math.isnan(bpp):
-            raise CodecError(f"target bpp must be a positive number, got {target_bpp}")
+            raise CodecError(f"target bpp must be above 0 and below 1000000, got {target_bpp}")
         return lambda w, h: int(bpp * w * h / 8)
     return None
 

@@ -84,7 +84,7 @@ def decode_tiles(net: CodingModel, c: Container) -> Iterator[tuple[tuple[int, in
     hp, wp = padded(h, w, s)
     lengths = [len(b) for zy in c.tiles for b in zy] + ([len(c.alpha)] if c.alpha is not None else [])
     fmt.check_sections(lengths, c.width, c.height, c.strips, c.tile, c.layout, y_channels=net.config.M,
-                       z_channels=getattr(net.config, "N", fmt.MAX_CHANNELS), model=c.model_id)
+                       z_channels=net.config.N, model=c.model_id)
     for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(tile_rects(hp, wp, c.tile), c.tiles):
         try:
             lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
@@ -130,7 +130,9 @@ def synthesize_image(net: CodingModel, c: Container, y_hat, on_piece: Callable[[
     for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, SYNTH_PIECE):
         x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
         if not torch.isfinite(x_hat).all():
-            raise FormatError("corrupt latent data (decoded to invalid values)")
+            weights = getattr(net, "source", None)
+            raise FormatError("corrupt latent data (decoded to invalid values)" if weights is None else
+                              f"corrupt latent data, or weights {weights} that cannot decode it (decoded to invalid values)")
         y1, x1 = min(y1, height), min(x1, width)
         crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
         out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -15,6 +15,7 @@ __all__ = ["CodingConfig", "CodingModel"]
 class CodingConfig(Protocol):
     stride: int  # pixels per position of the hyper-latent z (the padding unit): 64
     M: int  # channels of the latent y
+    N: int  # channels of the hyper-latent z
     lambdas: tuple[float, ...]  # the trained rate–distortion trade-off of each gain level
 
     @property

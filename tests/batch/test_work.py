@@ -173,3 +173,13 @@ def test_an_output_name_too_long_for_its_temp_file_fails_before_any_work(tmp_pat
     assert short.error is None
     row = Worker(Job("encode")).run(long)
     assert row["status"] == "failed" and "file name too long" in row["error"] and not (tmp_path / "out").exists()
+
+
+def test_batch_decode_follows_its_pixel_cap(tmp_path):
+    """A job's max_pixels is the decoder's cap, as for aecodec decode --max-pixels."""
+    (tmp_path / "aec").mkdir()
+    (tmp_path / "aec" / "a.aec").write_bytes(aecodec.encode(smooth_image(30, 40), quality=20))
+    (item,) = plan(Job("decode"), tmp_path / "aec", tmp_path / "out")
+    row = Worker(Job("decode", max_pixels=30 * 40 - 1)).run(item)
+    assert row["status"] == "failed" and "exceeds the cap of 1199 pixels" in row["error"], row
+    assert Worker(Job("decode", max_pixels=30 * 40)).run(item)["status"] == "done"

@@ -183,9 +183,9 @@ def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch):
 
     import tqdm
 
-    class Now(tqdm.tqdm):  # the bar without its half-second delay, so that a tiny decode shows it
+    class Now(tqdm.tqdm):  # the bar without its delays, so that a tiny decode shows every step
         def __init__(self, *a, **kw):
-            super().__init__(*a, **{**kw, "delay": 0})
+            super().__init__(*a, **{**kw, "delay": 0, "mininterval": 0, "miniters": 1})
 
     class Terminal(io.StringIO):
         def isatty(self):
