@@ -201,3 +201,10 @@ def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch):
     monkeypatch.setattr(sys, "stderr", stream)
     aecodec.decode(data)  # progress=False: never a bar
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("bpp, message", [(0, "above 0"), (-1, "above 0"), (1e6, "below 1000000"),
+                                          (float("nan"), "got nan"), ("x", "must be a number")])
+def test_a_target_bpp_out_of_range_is_refused_saying_the_range(bpp, message):
+    with pytest.raises(aecodec.CodecError, match=message):
+        api.check_target(target_bpp=bpp)
