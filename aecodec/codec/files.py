@@ -35,11 +35,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *, save=Non
     umask, as for ``open``.
     """
     path = Path(path)
-    _check_path(path, overwrite)
-    try:
-        fd, tmp = _create_beside(path)
-    except OSError as exc:
-        raise CodecError(f"{path}: cannot write here ({exc.strerror or one_line(exc)})") from None
+    fd, tmp = _open_temp(path, overwrite)
     try:
         with os.fdopen(fd, "wb") as f:
             if data is not None:
@@ -64,14 +60,19 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     anything already there — a dangling symbolic link included — unless ``overwrite``, and a folder
     where no file can be created (no permission, a read-only file system), found by creating and
     removing the temp file itself."""
-    path = Path(path)
-    _check_path(path, overwrite)
-    try:
-        fd, tmp = _create_beside(path)
-    except OSError as exc:
-        raise CodecError(f"{path}: cannot write in {path.parent} ({exc.strerror or one_line(exc)})") from None
+    fd, tmp = _open_temp(Path(path), overwrite)
     os.close(fd)
     os.unlink(tmp)
+
+
+def _open_temp(path: Path, overwrite: bool) -> tuple[int, str]:
+    """The temp file of ``path`` created (:func:`_create_beside`) once ``path`` passes
+    :func:`_check_path`; a :class:`CodecError` naming ``path`` if the folder takes no new file."""
+    _check_path(path, overwrite)
+    try:
+        return _create_beside(path)
+    except OSError as exc:
+        raise CodecError(f"{path}: cannot write in {path.parent} ({exc.strerror or one_line(exc)})") from None
 
 
 def _create_beside(path: Path) -> tuple[int, str]:
