@@ -23,6 +23,7 @@ import math
 import os
 import resource
 import socket
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -174,8 +175,12 @@ def check_folders(src: Path, dst: Path) -> None:
         raise BatchError(f"{dst}: the output folder is {where} {src}{via}; give one outside it "
                          "(outputs there would replace inputs or be taken as inputs by the next run)")
     existing = next(p for p in (real_dst, *real_dst.parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BatchError(f"{dst}: cannot write in {existing} (permission denied or a read-only file system)")
+    try:  # what the job will do there: create a file (permissions alone miss read-only file systems)
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".aecodec-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BatchError(f"{dst}: cannot write in {existing} ({exc.strerror or one_line(exc)})") from None
 
 
 def _check_outputs(items: list[Item], src: Path, others) -> None:
