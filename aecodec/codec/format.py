@@ -347,19 +347,15 @@ def _reader(data: memoryview) -> Callable[[int], bytes]:
     return read
 
 
-def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, header_only: bool = False) -> Container:
-    """Parse and validate a file (see the module docstring for the order of checks).
-
-    With ``header_only`` the sections and CRC are not checked (for Pillow's open on a damaged
-    file); the section payloads are then empty.
-    """
+def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    """Parse and validate a file (see the module docstring for the order of checks). The header
+    alone, without judging the payload, is :func:`read_header`'s."""
     data = memoryview(data)
     h = read_header(_reader(data), max_pixels=max_pixels)
-    if not header_only:
-        check_file(h, data)
+    check_file(h, data)
     sections, pos = [], h.size
     for length in h.lengths:
-        sections.append(b"" if header_only else bytes(data[pos:pos + length]))
+        sections.append(bytes(data[pos:pos + length]))
         pos += length
     n_coded = len(h.lengths) - (1 if h.layout in Layout.WITH_ALPHA else 0)
     tiles = tuple(zip(sections[0:n_coded:2], sections[1:n_coded:2]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import subprocess
@@ -202,10 +203,10 @@ def test_section_lengths_are_checked_against_the_file_size():
         fmt.unpack(recrc(bytes(data)))
 
 
-def test_header_only_reads_a_file_with_a_damaged_payload():
+def test_the_header_alone_reads_a_file_with_a_damaged_payload():
     data = bytearray(fmt.pack(make()))
     data[-10] ^= 0xFF
-    c = fmt.unpack(bytes(data), header_only=True)
+    c = fmt.read_header(io.BytesIO(bytes(data)).read)
     assert (c.width, c.height, c.model_id) == (33, 17, "mean-scale-vr-128")
 
 
