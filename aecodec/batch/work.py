@@ -124,11 +124,13 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None,
     or inside it, and an output — or one of the job's ``others`` (its manifest, rd.json, …) — that
     resolves to an input, into ``src`` or onto another output, are refused
     (:class:`~aecodec.errors.BatchError`), ``force`` or not."""
+    from ..codec.files import longest_name
+
     src = Path(src)
     if dst is not None:
         check_folders(src, Path(dst))
     inputs = _inputs(job, src)
-    name_max = _name_max(Path(dst)) if dst is not None else 0
+    name_max = longest_name(Path(dst)) if dst is not None else 0
     items, taken = [], {}
     for i, path in enumerate(inputs):
         rel = path.relative_to(src) if path != src else Path(path.name)
@@ -148,19 +150,6 @@ def plan(job: Job, src: str | os.PathLike, dst: str | os.PathLike | None,
     if dst is not None:
         _check_outputs(items, src, others)
     return items
-
-
-def _name_max(dst: Path) -> int:
-    """The longest output name that :func:`~aecodec.codec.files.write_atomic` can write under
-    ``dst`` (the file system's limit, less what its temp file's name adds)."""
-    from ..codec.files import TEMP_EXTRA
-
-    existing = next(p for p in (dst.absolute(), *dst.absolute().parents) if p.is_dir())
-    try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows)
-        limit = 255
-    return limit - TEMP_EXTRA
 
 
 def check_folders(src: Path, dst: Path) -> None:

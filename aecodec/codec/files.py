@@ -88,17 +88,25 @@ def _create_beside(path: Path) -> tuple[int, str]:
 TEMP_EXTRA = len("." + ".01234567.tmp")  # bytes a temp file's name adds to its output's
 
 
+def longest_name(folder: Path) -> int:
+    """The longest file name (bytes) :func:`write_atomic` can write in ``folder``, or in the
+    nearest folder above it that exists: the file system's limit less :data:`TEMP_EXTRA`."""
+    try:
+        existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.is_dir())
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), a folder too long to ask
+        limit = 255
+    return limit - TEMP_EXTRA
+
+
 def _check_path(path: Path, overwrite: bool) -> None:
     """:func:`check_output` without creating anything."""
     if path.name in ("", ".", ".."):
         raise CodecError(f"{path}: not a file name")
-    try:
-        name_max = os.pathconf(path.parent if path.parent.is_dir() else ".", "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), a folder too long to ask
-        name_max = 255
-    if len(os.fsencode(path.name)) + TEMP_EXTRA > name_max:
+    longest = longest_name(path.parent)
+    if len(os.fsencode(path.name)) > longest:
         raise CodecError(f"{path}: file name too long ({len(os.fsencode(path.name))} bytes; at most "
-                         f"{name_max - TEMP_EXTRA}, as its temp file adds {TEMP_EXTRA})")
+                         f"{longest}, as its temp file adds {TEMP_EXTRA})")
     try:
         if not path.parent.is_dir():
             what = "is not a directory" if os.path.lexists(path.parent) else "does not exist"
