@@ -18,7 +18,7 @@ Each class also derives from the built-in exception callers would reach for (``V
 from __future__ import annotations
 
 __all__ = ["AecodecError", "CodecError", "BatchError", "JobFailed", "FormatError", "ModelError", "CheckpointError",
-           "ModelNotFound", "TrainError", "one_line"]
+           "ModelNotFound", "TrainError", "brief", "one_line"]
 
 
 class AecodecError(Exception):
@@ -58,6 +58,13 @@ class ModelNotFound(ModelError, LookupError):
 
 class TrainError(AecodecError, ValueError):
     """Options or data that training cannot use."""
+
+
+def brief(value) -> str:
+    """A value as a message shows it: its repr, cut to 40 characters (a hostile file's field may
+    hold anything, of any length)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def one_line(exc: BaseException) -> str:

@@ -47,7 +47,7 @@ import torch
 
 from ..codec import format as fmt
 from ..entropy.coding import MAX_LATENT, PRECISION
-from ..errors import CheckpointError, one_line
+from ..errors import CheckpointError, brief, one_line
 from .fixed_point import check_bounds
 from .hyperprior import MeanScaleHyperprior
 from .registry import architecture
@@ -177,22 +177,22 @@ def check_fields(ckpt) -> None:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("format"), str) or ckpt["format"] != "aecodec-checkpoint":
         raise CheckpointError("not an aecodec checkpoint")
     if type(ckpt.get("version")) is not int or ckpt["version"] != 1:
-        raise CheckpointError(f"checkpoint version {_short(ckpt.get('version'))}: this aecodec reads version 1")
+        raise CheckpointError(f"checkpoint version {brief(ckpt.get('version'))}: this aecodec reads version 1")
     for key in ("model_id", "arch", "config", "state_dict", "weights_hash"):
         if key not in ckpt:
             raise CheckpointError(f"no {key!r} field")
     mid = ckpt["model_id"]
     if not isinstance(mid, str) or not 1 <= len(mid) <= 64 or not fmt.MODEL_ID_RE.match(mid):
-        raise CheckpointError(f"model id {_short(mid)} is not a kebab-case id of at most 64 characters")
+        raise CheckpointError(f"model id {brief(mid)} is not a kebab-case id of at most 64 characters")
     if not isinstance(ckpt["arch"], str):
-        raise CheckpointError(f"architecture {_short(ckpt['arch'])} is not a name")
+        raise CheckpointError(f"architecture {brief(ckpt['arch'])} is not a name")
     if not isinstance(ckpt["config"], dict):
         raise CheckpointError(f"the model config is of type {type(ckpt['config']).__name__}, not a mapping")
     digest = ckpt["weights_hash"]
     if not isinstance(digest, str) or not re.fullmatch(f"[0-9a-f]{{{HASH_HEX_CHARS}}}", digest):
-        raise CheckpointError(f"weights hash {_short(digest)} is not {HASH_HEX_CHARS} hex digits")
+        raise CheckpointError(f"weights hash {brief(digest)} is not {HASH_HEX_CHARS} hex digits")
     if "storage" in ckpt and (not isinstance(ckpt["storage"], str) or ckpt["storage"] not in STORAGES):
-        raise CheckpointError(f"storage {_short(ckpt['storage'])} is not one of {', '.join(STORAGES)}")
+        raise CheckpointError(f"storage {brief(ckpt['storage'])} is not one of {', '.join(STORAGES)}")
     if not isinstance(ckpt.get("training", {}), dict):
         raise CheckpointError(f"the training record is of type {type(ckpt['training']).__name__}, not a mapping")
     sd = ckpt["state_dict"]
@@ -200,11 +200,11 @@ def check_fields(ckpt) -> None:
         raise CheckpointError(f"the state dict is of type {type(sd).__name__}, not a mapping")
     for name, t in sd.items():
         if not isinstance(name, str):
-            raise CheckpointError(f"the state dict has a key {_short(name)} that is not a tensor name")
+            raise CheckpointError(f"the state dict has a key {brief(name)} that is not a tensor name")
         if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"state dict entry {_short(name)} is of type {type(t).__name__}, not a tensor")
+            raise CheckpointError(f"state dict entry {brief(name)} is of type {type(t).__name__}, not a tensor")
         if t.layout != torch.strided or t.is_quantized or t.is_meta:
-            raise CheckpointError(f"tensor {_short(name)} is not a plain dense tensor ({t.layout}"
+            raise CheckpointError(f"tensor {brief(name)} is not a plain dense tensor ({t.layout}"
                                   f"{', quantized' if t.is_quantized else ''}{', no data' if t.is_meta else ''})")
 
 
@@ -222,7 +222,7 @@ def check_state_dict(model: MeanScaleHyperprior, sd: dict, *, need_tables: bool 
                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                               + f": it does not hold a {model.architecture} model of this config")
     if extra:
-        raise CheckpointError(f"the state dict has unexpected tensor {_short(extra[0])}"
+        raise CheckpointError(f"the state dict has unexpected tensor {brief(extra[0])}"
                               + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
                               + f": it does not hold a {model.architecture} model of this config")
     for name, want in ref.items():
@@ -329,8 +329,3 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu",
 def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
-
-def _short(value) -> str:
-    """A value as a message shows it: its repr, cut to 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

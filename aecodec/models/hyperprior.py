@@ -35,7 +35,7 @@ import torch.nn as nn
 from ..codec import format as fmt
 from ..entropy import hyperprior as coding
 from ..entropy.models import EntropyBottleneck, GaussianConditional
-from ..errors import ModelError
+from ..errors import ModelError, brief
 from .aux_transform import HaarAnalysis, HaarSynthesis
 from .fixed_point import FixedPoint, FixedPointHyperSynthesis, ste_round
 from .layers import GDN, ChannelsLastSynthesis, conv, deconv, run_inplace
@@ -87,7 +87,7 @@ class HyperpriorConfig:
             raise ValueError(f"the config is of type {type(d).__name__}, not a mapping")
         unknown = sorted(map(str, set(d) - {f.name for f in fields(cls)}))
         if unknown:
-            raise ValueError(f"unknown config field {_short(unknown[0])}")
+            raise ValueError(f"unknown config field {brief(unknown[0])}")
         d = dict(d)
         for name in ("N", "M"):
             if name in d:
@@ -113,22 +113,16 @@ class HyperpriorConfig:
         return cls(**d)
 
 
-def _short(value) -> str:
-    """A value as a message shows it: its repr, cut to 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _check_int(name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {_short(value)}")
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {brief(value)}")
 
 
 def _check_float(name: str, value, lo: float, hi: float) -> None:
     """A finite number in ``(lo, hi]`` (``lo`` excluded: scales and λ are positive)."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not lo < value <= hi):
-        raise ValueError(f"{name} must be a number above {lo:g} and at most {hi:g}, not {_short(value)}")
+        raise ValueError(f"{name} must be a number above {lo:g} and at most {hi:g}, not {brief(value)}")
 
 
 def _fixed_point(d) -> FixedPoint:
