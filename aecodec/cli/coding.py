@@ -6,7 +6,6 @@ The codec is imported inside each command, not here: ``info`` and ``--version`` 
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated, Optional
 
 import typer
