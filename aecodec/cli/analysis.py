@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import QUALITY_HELP, Device, Force, Model, Quiet
-from .output import check_outputs, check_quality, fail, for_each, same_file
+from .output import check_outputs, check_quality, fail, for_each
 
 __all__ = ["inspect", "rank"]
 
@@ -64,7 +64,7 @@ def rank(
     A model trained on normal photos spends many bits where an image is unlike them, so the top
     of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
     """
-    from ..codec.files import write_atomic
+    from ..codec.files import same_file, write_atomic
     from ..ranking import rank as rank_folder
     from ..reports import render_contact_sheet
 

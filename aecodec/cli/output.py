@@ -232,7 +232,7 @@ def check_outputs(outputs: list, inputs: list, force: bool, *, sources: Optional
       directory, and anything already there — a dangling link too — needs --force (1);
     - ``-`` (standard output) must be open (1).
     """
-    from ..codec.files import check_output
+    from ..codec.files import check_output, file_identity, same_file
 
     inputs = [str(i) for i in inputs if str(i) != "-"]
     seen: dict = {}
@@ -245,7 +245,7 @@ def check_outputs(outputs: list, inputs: list, force: bool, *, sources: Optional
             if same_file(dst, src):
                 fail(f"{dst}: is {'also ' if dst != src else ''}an input{f' ({src})' if dst != src else ''}; "
                      "writing it would destroy it (choose another output)")
-        key = _identity(dst)
+        key = file_identity(dst)
         if key in seen:
             fail(f"{dst}: both {seen[key][1]} and {sources[n]} would be written there" if sources
                  else f"{dst}: named for two outputs")
@@ -263,25 +263,6 @@ def _is_dir(path: str) -> bool:
     try:
         return Path(path).is_dir()
     except OSError:
-        return False
-
-
-def _identity(path: str):
-    """What makes two paths one file: the resolved path (links and ``..`` followed)."""
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):  # a loop of links, a path too long: compare as written
-        return os.path.abspath(path)
-
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether paths ``a`` and ``b`` name one file: the same resolved path, or (both existing) the
-    same inode — a hard link."""
-    if _identity(str(a)) == _identity(str(b)):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
         return False
 
 

@@ -11,7 +11,7 @@ import typer
 from ..errors import TrainError
 from ..models.zoo import DEFAULT_MODEL_ID
 from .options import Force
-from .output import check_outputs, fail, same_file
+from .output import check_outputs, fail
 
 __all__ = ["train", "export"]
 
@@ -55,6 +55,7 @@ def train(
 
     Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m aecodec train …
     """
+    from ..codec.files import same_file
     from ..train import TrainOptions
     from ..train import train as train_chunk
 

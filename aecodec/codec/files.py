@@ -21,7 +21,7 @@ from ..errors import CodecError, FormatError, one_line
 from . import format as fmt
 from .api import decode, encode
 
-__all__ = ["write_atomic", "check_output", "temp_target", "read_file", "read_header", "save_image", "check_image_format", "encode_file", "decode_file"]
+__all__ = ["write_atomic", "check_output", "same_file", "file_identity", "temp_target", "read_file", "read_header", "save_image", "check_image_format", "encode_file", "decode_file"]
 
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z")  # what _create_beside names a temp file
 
@@ -118,6 +118,25 @@ def _check_path(path: Path, overwrite: bool) -> None:
             raise CodecError(f"{path}: {what} (use --force to overwrite)")
     except OSError as exc:  # a path too long for the system, a loop of links
         raise CodecError(f"{path}: {exc.strerror or one_line(exc)}") from None
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """What makes two paths one file: the resolved path (links and ``..`` followed)."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):  # a loop of links, a path too long: compare as written
+        return os.path.abspath(path)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same resolved path, or (both existing) the
+    same inode — a hard link. How an output is found to be an input, which it must never replace."""
+    if file_identity(a) == file_identity(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def temp_target(path: str | os.PathLike) -> Path | None:

@@ -4,7 +4,6 @@ through the codec's own path; :func:`export` strips the training state off a res
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from .. import metrics
 from ..codec import api
 from ..codec import format as fmt
+from ..codec.files import same_file
 from ..codec.pipeline import quality_to_level
 from ..errors import TrainError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
@@ -62,7 +62,7 @@ def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str
     ``storage="mixed"`` (the default) halves the file: float16 convolutions, float32 GDN and
     entropy models (models/checkpoint.py). The export never replaces its own input (its training
     state would be gone): TrainError, before any work."""
-    if _same_file(resumable, out):
+    if same_file(resumable, out):
         raise TrainError(f"{out}: is the checkpoint being exported ({resumable}); exporting over it would "
                          "lose its training state — write the export to another file")
     model, ckpt = load_checkpoint(resumable)
@@ -72,15 +72,3 @@ def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str
     log(f"exported {out} ({storage} storage, weights {digest})")
     return digest
 
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``b`` is (or resolves to, or is a hard link of) the file ``a``."""
-    try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:  # either does not exist (yet)
-        pass
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except (OSError, RuntimeError):  # a loop of links
-        return False
