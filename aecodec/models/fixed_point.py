@@ -38,28 +38,17 @@ fine (weights to 1.5e-5, activations to 1e-3), and its rate cost is measured in 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..entropy.exact import FixedPoint
 from .layers import make_layer
 
 __all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "ste_round", "PIECE", "HALO"]
 
 PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
 HALO = 2  # ẑ positions of context around a piece: each output of h_s depends on ẑ within ±2
-
-
-@dataclass(frozen=True)
-class FixedPoint:
-    """The fixed-point grid of the exact path (see the module docstring)."""
-
-    w_bits: int = 16
-    w_max: float = 2.0
-    a_bits: int = 10
-    a_max: float = 1024.0
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
