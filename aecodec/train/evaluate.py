@@ -57,7 +57,9 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
 
 
 def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str:
-    """Strip training state, compute the CDF tables once, keep the training record.
+    """Strip training state, compute the CDF tables once, keep the training record; write the
+    runtime bundle beside ``out`` (models/bundle.py: ``<stem>.runtime.npz``), from the weights
+    as stored.
 
     ``storage="mixed"`` (the default) halves the file: float16 convolutions, float32 GDN and
     entropy models (models/checkpoint.py). The export never replaces its own input (its training
@@ -69,6 +71,11 @@ def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str
     model.update()
     digest = save_checkpoint(out, model, model_id=ckpt["model_id"], training=ckpt.get("training"),
                              storage=storage)
-    log(f"exported {out} ({storage} storage, weights {digest})")
+    from ..models.bundle import bundle_path
+    from ..models.onnx_export import export_bundle
+
+    stored, _ = load_checkpoint(out, need_tables=True)  # the tensors as stored (float16 convolutions)
+    bundle = export_bundle(stored, bundle_path(out), model_id=ckpt["model_id"], weights_hash=digest)
+    log(f"exported {out} ({storage} storage, weights {digest}) and its runtime bundle {bundle}")
     return digest
 
