@@ -34,7 +34,7 @@ def torch_hs():
     return net, layers
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (8, 12), (18, 21)])  # one position, a Kodak image, across pieces
+@pytest.mark.parametrize("shape", [(1, 1), (8, 12), (17, 5)])  # one position, a Kodak image, across pieces
 def test_equals_the_torch_exact_path_on_the_shipped_weights(torch_hs, shape):
     import torch
 
