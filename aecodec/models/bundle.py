@@ -100,7 +100,7 @@ def write_bundle(path: str | os.PathLike, *, model_id: str, weights_hash: str, a
             np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
-        read_bundle(tmp)
+        _read(tmp, shown=path)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -112,6 +112,11 @@ def write_bundle(path: str | os.PathLike, *, model_id: str, weights_hash: str, a
 def read_bundle(path: str | os.PathLike) -> Bundle:
     """The bundle at ``path``, checked (the module docstring). FileNotFoundError if there is no
     such file; any other problem is a CheckpointError ``<path>: <what is wrong>``."""
+    return _read(path, shown=path)
+
+
+def _read(path, *, shown) -> Bundle:
+    """:func:`read_bundle`, its messages naming ``shown`` (a bundle being written is checked in its temp file)."""
     try:
         entries = _load_entries(_read_bytes(path))
         meta = _meta(entries["meta"])
@@ -120,9 +125,9 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         _check_arrays(arrays, config)
         graphs = {g: _graph(g, entries[f"graph.{g}"]) for g in GRAPHS}
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{shown}: {exc}") from None
     return Bundle(meta["model_id"], meta["weights_hash"], meta["architecture"], meta["config"], graphs, arrays,
-                  Path(path))
+                  Path(shown))
 
 
 # ----------------------------------------------------------------------------- the file

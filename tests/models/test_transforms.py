@@ -36,7 +36,9 @@ def test_sessions_are_made_on_first_use_one_per_graph(graphs):
     assert x_hat.shape == (1, 3, 32, 48) and x_hat.dtype == np.float32
     assert set(t._sessions) == {"g_s"}  # a decoder pays for g_s only
     assert t.session("g_s") is t.session("g_s")
-    assert t.session("g_s").get_session_options().intra_op_num_threads == 1
+    opts = t.session("g_s").get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     z = t.hyper_analysis(t.analysis(np.full((1, 3, 64, 128), 0.5, np.float32)))
     assert z.shape == (1, 128, 1, 2)
 
