@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 from ..errors import AecodecError
 from .analysis import inspect, rank
 from .batch import batch_app
-from .coding import decode, encode, info
+from .coding import decode, encode, info, upgrade
 from .output import error, fail
 from .training import export, train
 
@@ -53,7 +53,7 @@ class _Commands(TyperGroup):
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
-for _command in (encode, decode, info, inspect, rank, train, export):  # the order --help lists them in
+for _command in (encode, decode, info, upgrade, inspect, rank, train, export):  # the order --help lists them in
     app.command()(_command)
 app.add_typer(batch_app, name="batch")
 
@@ -72,8 +72,9 @@ def _version(value: bool) -> None:
         except PackageNotFoundError:
             return "missing"
 
-    typer.echo(f"aecodec {__version__} (container format {VERSION}; torch {v('torch')}, "
-               f"compressai {v('compressai')}, Pillow {v('pillow')})")
+    typer.echo(f"aecodec {__version__} (container format {VERSION}; onnxruntime {v('onnxruntime')}, "
+               f"constriction {v('constriction')}, Pillow {v('pillow')}; torch {v('torch')}, "
+               f"compressai {v('compressai')})")
     raise typer.Exit()
 
 

@@ -1,4 +1,4 @@
-"""``encode``, ``decode`` and ``info``: files in, files out, through :mod:`aecodec.codec.api`.
+"""``encode``, ``decode``, ``upgrade`` and ``info``: files in, files out, through :mod:`aecodec.codec.api`.
 
 The codec is imported inside each command, not here: ``info`` and ``--version`` must not load torch.
 """
@@ -15,7 +15,7 @@ from .options import QUALITY_HELP, VERBOSE_HELP, Device, Force, MaxPixels, Model
 from .output import (check_quality, fail, for_each, pair_outputs, per_file, pixel_cap, read_input, say,
                      size_budget, write_stdout)
 
-__all__ = ["encode", "decode", "info"]
+__all__ = ["encode", "decode", "upgrade", "info"]
 
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help=VERBOSE_HELP)]
 
@@ -106,6 +106,42 @@ def decode(
 
     pairs = pair_outputs(inputs, output, ".png", force, check=files.check_image_format)
     for_each(pairs, one, quiet, "decoded", verbose)
+
+
+def upgrade(
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help=".aec files of an earlier format version.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output file, directory (several inputs) or - for stdout. Default: the input name with .v3.aec.")] = None,
+    force: Force = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Re-code .aec files in the current format version, losslessly.
+
+    The latents are decoded with the entropy coder of the file's version and coded again with
+    today's: the new file decodes to the same pixels, and without PyTorch (files of format 1 and 2,
+    written by aecodec 0.1, need it: pip install 'aecodec[train]'). A file already in the current
+    version is copied unchanged."""
+    from ..codec import api, files
+    from ..codec.format import MAX_ENCODE_PIXELS
+    from ..errors import FormatError
+
+    def one(pair):
+        src, dst = pair
+        data = files.read_file(src, max_pixels=MAX_ENCODE_PIXELS)
+        try:
+            new = api.upgrade(data, device=device)
+        except FormatError as exc:
+            raise FormatError(f"{'<stdin>' if src == '-' else src}: {exc}") from None
+        if dst == "-":
+            write_stdout(new)
+        else:
+            files.write_atomic(dst, new, overwrite=force)
+        if per_file(len(pairs), quiet, verbose):
+            say(f"{src} -> {dst}: format {data[4]} -> {new[4]}, {len(data)} -> {len(new)} bytes")
+
+    pairs = pair_outputs(inputs, output, ".v3.aec", force)
+    for_each(pairs, one, quiet, "upgraded", verbose)
 
 
 def info(

@@ -55,6 +55,9 @@ def train(
 
     Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m aecodec train …
     """
+    from ..models.runtime import require_torch
+
+    require_torch("aecodec train")
     from ..codec.files import same_file
     from ..train import TrainOptions
     from ..train import train as train_chunk
@@ -91,7 +94,11 @@ def export(
                           "or fp32.")] = "mixed",
     force: Force = False,
 ) -> None:
-    """Strip training state and compute the entropy coder's CDF tables once."""
+    """Strip training state and compute the entropy coder's CDF tables once; write the runtime
+    bundle (the ONNX transforms and the entropy path's arrays) beside the weights."""
+    from ..models.runtime import require_torch
+
+    require_torch("aecodec export")
     from ..models.checkpoint import STORAGES
     from ..train import export as export_weights
 

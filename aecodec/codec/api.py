@@ -10,6 +10,7 @@ handling is :mod:`~aecodec.codec.files`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import os
@@ -19,18 +20,18 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..device import pick_device
 from ..errors import CodecError
+from ..models.runtime import require_torch
 from . import format as fmt
 from .format import Container, FormatError, Layout
 from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
 from .images import ImageLike, png_plane, prepare_image, to_image
-from .pipeline import (analyze_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesis_pieces,
+from .pipeline import (analyze_tiles, decode_tiles, decode_y_hat, gain_tiles, pack_tiles, quality_to_level, synthesis_pieces,
                        synthesize_image)
 from .ratesearch import encode_within
 from .refine import DEFAULT_EFFORT, ITERATIONS, Z_ITERATIONS, check_effort, refine_tiles
 
-__all__ = ["encode", "decode", "info", "encode_with", "decode_with", "decode_steps", "decode_latents", "load_model",
+__all__ = ["encode", "decode", "info", "upgrade", "encode_with", "decode_with", "decode_steps", "decode_latents", "load_model",
            "check_quality", "check_target", "check_effort", "CodecError", "DEFAULT_QUALITY",
            "DEFAULT_EFFORT", "quality_to_level"]
 
@@ -68,14 +69,17 @@ def check_target(target_size=None, target_bpp=None) -> Callable[[int, int], int]
 
 
 def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", container: Container | None = None):
-    """``(net, model_id, weights_hash)``: the model ``model`` (id or checkpoint path; default: the
-    shipped one), or the one a parsed ``container`` names (id and weights hash)."""
-    from ..models import zoo
+    """``(net, model_id, weights_hash)``: the model ``model`` (id, bundle or checkpoint path;
+    default: the shipped one), or the one a parsed ``container`` names (id and weights hash), as
+    the codec runs it (:class:`~aecodec.models.runtime.CodecModel`: no torch)."""
+    from ..models import runtime
 
     if container is not None:
-        return zoo.load(model if model is not None else container.model_id, device=pick_device(device),
-                             weights_hash=container.weights_hash)
-    return zoo.load(model, device=pick_device(device))
+        net = runtime.load(model if model is not None else container.model_id, device=device,
+                           weights_hash=container.weights_hash)
+    else:
+        net = runtime.load(model, device=device)
+    return net, net.model_id, net.weights_hash
 
 
 # ----------------------------------------------------------------------------- encode
@@ -97,6 +101,8 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
         raise CodecError("give one of quality, target size or target bpp, not several")
     q = check_quality(DEFAULT_QUALITY if quality is None else quality)
     effort = check_effort(effort)
+    if effort > 1:
+        require_torch(f"effort {effort} (the encoder search, which differentiates through the model)")
     if not check_tile(tile):
         raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {fmt.MAX_TILE}, got {tile}")
     budget = check_target(target_size, target_bpp)
@@ -222,6 +228,26 @@ def _decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
         raise
     except Exception:  # Pillow raises many types on damaged PNG data
         raise FormatError("corrupt alpha section") from None
+
+
+# ----------------------------------------------------------------------------- upgrade
+def upgrade(data: bytes, *, max_pixels: int = fmt.MAX_ENCODE_PIXELS, model: str | os.PathLike | None = None,
+            device: str = "cpu") -> bytes:
+    """A file of an earlier format version re-coded in the current one (:data:`~aecodec.codec.format.VERSION`):
+    each tile's latents entropy-decoded with the coder of its version and coded again with
+    today's — the same ẑ and ŷ, so the same decoded pixels, in a file the runtime reads. A file of
+    the current version comes back unchanged. Versions 1 and 2 need the torch model
+    (``pip install 'aecodec[train]'``). Nothing is synthesised, so memory stays that of one tile
+    and the pixel cap defaults to the largest image aecodec encodes."""
+    c = fmt.unpack(bytes(data), max_pixels=max_pixels)
+    if c.version == fmt.VERSION:
+        return bytes(data)
+    net = load_model(model, device=device, container=c)[0]
+    tiles = []
+    for _, lat in decode_tiles(net, c):
+        out = net.compress_latents(lat["y_hat"], lat["z_hat"])
+        tiles.append((out["z"], out["y"]))
+    return fmt.pack(dataclasses.replace(c, tiles=tuple(tiles), version=fmt.VERSION))
 
 
 # ----------------------------------------------------------------------------- header

@@ -177,7 +177,7 @@ def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAUL
 
         h = _named(src, fmt.read_header, read, max_pixels=max_pixels)
         try:
-            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         except FormatError as exc:
             problem = str(exc)  # the table does not fit the header: read on to say why
         else:

@@ -1,12 +1,13 @@
-"""The .aec container (format versions 1 and 2). Standard library only.
+"""The .aec container (format versions 1, 2 and 3). Standard library only.
 
 All integers are unsigned big-endian. A file is::
 
     offset   size  field           rules
     ------   ----  --------------  ----------------------------------------------------------
          0      4  magic           89 41 45 43  ("\\x89AEC")
-         4      1  version         1 or 2 (a reader refuses any other value, naming the versions
-                                   it reads); 2 only for folded images (below)
+         4      1  version         1, 2 or 3 (a reader refuses any other value, naming the
+                                   versions it reads): the entropy coder of the sections (below);
+                                   2 only for folded images coded as version 1 is
          5      1  layout          1 = gray (L), 2 = gray + alpha (LA), 3 = RGB, 4 = RGBA
          6      2  quality         quality × 100, 0 … 10000 (i.e. 0.00 … 100.00)
          8      4  width           1 … 2^24; width × height ≤ the reader's pixel cap
@@ -15,16 +16,16 @@ All integers are unsigned big-endian. A file is::
         18      8  weights hash    first 8 bytes of the model's weights hash
         26      1  id length n     1 … 64
         27      n  model id        ASCII kebab-case: [a-z0-9]+(-[a-z0-9]+)*
-  (version 2 only)
-    27+n        2  strips          s ≥ 2: the image is coded folded (below)
+  (versions 2 and 3)
+    27+n        2  strips          1, or s ≥ 2: the image is coded folded (below); version 2: s ≥ 2
     27+n(+2)  4·S  section table   S lengths (u32), S = 2·T + A, where T = ⌈W/tile⌉·⌈H/tile⌉ tiles
                                    of the coded size W × H (the image's, or the folded one) and
                                    A = 1 for layouts 2 and 4, else 0. Order: for each tile in
                                    raster order its z then its y; then the alpha section.
-    …        Σlen  sections        z: rANS string of the tile's hyper-latent
-                                   y: rANS string of the tile's latent
-                                   (a rANS string is 32-bit words, at least two: its length
-                                   is a multiple of 4, at least 8)
+    …        Σlen  sections        z: entropy-coded string of the tile's hyper-latent
+                                   y: entropy-coded string of the tile's latent
+                                   (32-bit words: a length that is a multiple of 4; versions 1
+                                   and 2: at least 8)
                                    alpha: PNG of the whole alpha plane (lossless)
     end-4       4  CRC-32          zlib.crc32 of every byte before it
 
@@ -42,7 +43,13 @@ model codes far better than strips meeting edge to edge. The guard lines are the
 (aecodec's: a linear ramp between the two strips' facing lines); the decoder skips them, takes the
 mean of a line's copies, and crops. Every strip holds at least one pixel. The alpha section always
 holds the unfolded plane.
-A file is written as version 1 unless it is folded, so version-1 readers read every other file.
+The version names the entropy coder of the z and y sections. Versions 1 and 2 (aecodec 0.1) are
+CompressAI's rANS coder (``aecodec.entropy.coding``: 64-bit state, 16-bit probabilities, escapes in
+4-bit bypass chunks); aecodec 0.1 wrote version 1 unless the image was folded. Version 3 is the
+torch-free coder of :mod:`aecodec.entropy.ans` (constriction's ANS, the same 16-bit tables, escapes
+in a stream of their own), and what aecodec writes now; its strips field is always present. The
+symbols, tables and latents are the same in every version — only the strings differ — so
+``aecodec upgrade`` re-codes a version 1 or 2 file as version 3 to the same decoded pixels.
 
 Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
 in bounded memory; the decoder synthesises each tile with a margin of its neighbours' latents, so
@@ -59,14 +66,16 @@ chunks and 4 for each chunk of an int32 (8 at most). Each 32-bit word it writes 
 the symbols before it (its 64-bit state keeps at least 31 bits), and rounding costs less than a bit
 a symbol, so a string of n symbols is at most ``8 + 4·⌈n·(SYMBOL_BITS + 1)/32⌉`` bytes
 (:func:`max_rans`; the codec's own strings stay far below it: latents are capped at ±2^20, and a
-real tile spends a few bits a symbol). The alpha section is at most the PNG of the plane stored
+real tile spends a few bits a symbol). Version 3's coder spends at most :data:`ANS_SYMBOL_BITS` on a
+symbol (24-bit probabilities, and 29 more for an escaped value), so its bound is :func:`max_ans`.
+The alpha section is at most the PNG of the plane stored
 uncompressed (:func:`max_alpha`). A decoder that knows the model checks the same bound with the
 model's own M and N before decoding a tile (:mod:`.pipeline`).
 
 A reader checks, in this order and before allocating anything large: the magic, length ≥ the
 fixed part, version, each header field's range, the pixel cap (of the image and of its coded
-size), that the section table fits in the file, that each z and y section can be a rANS string of
-its tile (a multiple of 4, at least 8 bytes, at most :func:`max_rans` of its symbols) and the alpha
+size), that the section table fits in the file, that each z and y section can be a coded string of
+its tile (a multiple of 4, at least :func:`min_section`, at most :func:`max_section` of its symbols) and the alpha
 section at most :func:`max_alpha`, that the section lengths add up to the file length exactly
 (shorter: "truncated"; longer: "trailing bytes"), and the CRC. The header is parsed in stages
 (:func:`read_header`: fixed part, model id, strips, section table), each read only once the one
@@ -93,19 +102,21 @@ from ..errors import FormatError
 from .geometry import MAX_SIDE, MAX_TILE, TILE_UNIT, coded_size, padded, tile_grid, valid_fold
 
 __all__ = ["MAGIC", "VERSION", "READS", "Layout", "Container", "Header", "FormatError", "pack", "unpack",
-           "read_header", "check_sections", "explain_table", "max_rans", "max_alpha", "max_file_size",
+           "read_header", "check_sections", "explain_table", "max_rans", "max_ans", "max_section", "min_section", "LEGACY", "max_alpha", "max_file_size",
            "tile_symbols", "DEFAULT_MAX_PIXELS", "MAX_ENCODE_PIXELS", "MAX_CHANNELS", "SYMBOL_BITS", "MAX_SIDE",
            "TILE_UNIT", "MAX_TILE"]
 
 MAGIC = b"\x89AEC"
-VERSION = 2  # the newest version this module reads and writes
-READS = (1, 2)
-MIN_RANS = 8  # bytes of the shortest rANS string: the coder's 64-bit final state
+VERSION = 3  # the version aecodec writes: the newest it reads
+READS = (1, 2, 3)
+LEGACY = (1, 2)  # the versions coded with CompressAI's rANS (aecodec 0.1), which need aecodec[train] to decode
+MIN_RANS = 8  # bytes of the shortest rANS string (versions 1, 2): the coder's 64-bit final state
 # The decoder's default pixel cap (decompression-bomb guard), raised per call (max_pixels=, --max-pixels).
 DEFAULT_MAX_PIXELS = 1 << 26
 MAX_ENCODE_PIXELS = 1 << 28  # the largest image the encoder codes (and a reader can be asked to accept)
 MAX_CHANNELS = 512  # latent channels (y's M, z's N) a model may have: bounds what a section can hold
 SYMBOL_BITS = 16 + 4 + 8 * 4  # the most a rANS symbol costs: 16-bit probability, escape count, 8 chunks of 4
+ANS_SYMBOL_BITS = 25 + 29  # the most a version-3 symbol costs: a 24-bit probability (+ rounding), an escape's 29
 MODEL_ID_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 _FIXED = struct.Struct(">4sBBHIIH8sB")  # magic … id length: 27 bytes
@@ -133,11 +144,8 @@ class Container:
     tile: int  # tile side in pixels, a multiple of 64
     tiles: tuple[tuple[bytes, bytes], ...]  # (z, y) per tile, raster order
     alpha: bytes | None = None
-    strips: int = 1  # > 1: coded folded (version 2)
-
-    @property
-    def version(self) -> int:
-        return 2 if self.strips > 1 else 1
+    strips: int = 1  # > 1: coded folded
+    version: int = VERSION  # the entropy coder of the sections (1 and 2: CompressAI's rANS)
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -173,8 +181,26 @@ class Header:
 
 # ----------------------------------------------------------------------------- section bounds
 def max_rans(symbols: int) -> int:
-    """The longest rANS string ``symbols`` symbols can make, in bytes (the module docstring derives it)."""
+    """The longest rANS string (versions 1 and 2) ``symbols`` symbols can make, in bytes (the
+    module docstring derives it)."""
     return MIN_RANS + 4 * -(-symbols * (SYMBOL_BITS + 1) // 32)
+
+
+def max_ans(symbols: int) -> int:
+    """The longest version-3 string ``symbols`` symbols can make, in bytes: at most
+    :data:`ANS_SYMBOL_BITS` a symbol, plus the coder's 64-bit state (the derivation is
+    :func:`aecodec.entropy.ans.max_string`'s, which equals this when every symbol may be an escape)."""
+    return 4 * (symbols * ANS_SYMBOL_BITS // 32 + 2)
+
+
+def min_section(version: int) -> int:
+    """The shortest z or y section of a version: a rANS string's final state, or nothing."""
+    return MIN_RANS if version in LEGACY else 0
+
+
+def max_section(version: int, symbols: int) -> int:
+    """The longest z or y section ``symbols`` symbols can make in a version."""
+    return max_rans(symbols) if version in LEGACY else max_ans(symbols)
 
 
 def max_alpha(width: int, height: int) -> int:
@@ -198,21 +224,21 @@ def tile_symbols(width: int, height: int, strips: int, tile: int, stride: int = 
             yield area // (stride * stride), area * 16 // (stride * stride)
 
 
-def check_sections(lengths, width: int, height: int, strips: int, tile: int, layout: int, *,
+def check_sections(lengths, width: int, height: int, strips: int, tile: int, layout: int, version: int, *,
                    y_channels: int = MAX_CHANNELS, z_channels: int = MAX_CHANNELS, model: str = "") -> None:
-    """Each z and y section must be a rANS string its tile's symbols can make (``y_channels`` and
+    """Each z and y section must be a string its tile's symbols can make in the version's coder (``y_channels`` and
     ``z_channels``: the model's M and N when known; ``model`` names it in the message), the alpha
     section a PNG its plane can make; a :class:`FormatError` names the first that cannot."""
     for t, (z_sym, y_sym) in enumerate(tile_symbols(width, height, strips, tile)):
         for which, n, symbols in (("z", lengths[2 * t], z_channels * z_sym), ("y", lengths[2 * t + 1],
                                                                               y_channels * y_sym)):
-            if n < MIN_RANS or n % 4:
-                raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes cannot be a rANS string "
-                                  f"(a multiple of 4, at least {MIN_RANS})")
-            if n > max_rans(symbols):
+            if n < min_section(version) or n % 4:
+                raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes cannot be a coded string "
+                                  f"(a multiple of 4, at least {min_section(version)})")
+            if n > max_section(version, symbols):
                 raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes, more than the "
                                   f"{symbols} symbols of {model or 'any model'}'s tile can make "
-                                  f"(at most {max_rans(symbols)})")
+                                  f"(at most {max_section(version, symbols)})")
     if layout in Layout.WITH_ALPHA and lengths[-1] > max_alpha(width, height):
         raise FormatError(f"corrupt alpha section: {lengths[-1]} bytes, more than a PNG of a {width}×{height} "
                           f"plane needs (at most {max_alpha(width, height)})")
@@ -225,7 +251,7 @@ def max_file_size(h: Header) -> int:
     for z, y in tile_symbols(h.width, h.height, h.strips, TILE_UNIT):  # the most sections
         z_sym, y_sym, count = z_sym + z, y_sym + y, count + 1
     return (_FIXED.size + len(h.model_id) + _STRIPS.size + 4 * (2 * count + 1) + _CRC.size
-            + max_rans(MAX_CHANNELS * (z_sym + y_sym)) + (MIN_RANS + 4) * 2 * count  # each section's rounding
+            + max_section(h.version, MAX_CHANNELS * (z_sym + y_sym)) + (MIN_RANS + 4) * 2 * count  # rounding
             + max_alpha(h.width, h.height))
 
 
@@ -271,6 +297,8 @@ def pack(c: Container) -> bytes:
     q = round(c.quality * 100)
     _check_fields(c.width, c.height, c.layout, q, c.model_id, max_pixels=MAX_SIDE * MAX_SIDE)
     _check_tile(c.tile)
+    if c.version not in READS or (c.version == 1 and c.strips != 1) or (c.version == 2 and c.strips == 1):
+        raise FormatError(f"version {c.version} cannot hold {c.strips} strips (1: one, 2: several, 3: any)")
     if c.strips != 1:
         _check_strips(c.width, c.height, c.strips, MAX_SIDE * MAX_SIDE)
     rows, cols = tile_grid(*c.coded_size, c.tile)
@@ -279,13 +307,13 @@ def pack(c: Container) -> bytes:
     if (c.alpha is not None) != (c.layout in Layout.WITH_ALPHA):
         raise FormatError("an alpha section goes with layouts 2 and 4, and only with them")
     sections = [s for zy in c.tiles for s in zy] + ([c.alpha] if c.alpha is not None else [])
-    check_sections([len(s) for s in sections], c.width, c.height, c.strips, c.tile, c.layout)
+    check_sections([len(s) for s in sections], c.width, c.height, c.strips, c.tile, c.layout, c.version)
     digest = bytes.fromhex(c.weights_hash)
     if len(digest) != 8:
         raise FormatError("weights hash must be 8 bytes (16 hex digits)")
     mid = c.model_id.encode("ascii")
     parts = [_FIXED.pack(MAGIC, c.version, c.layout, q, c.width, c.height, c.tile // TILE_UNIT, digest, len(mid)),
-             mid, _STRIPS.pack(c.strips) if c.version == 2 else b"",
+             mid, _STRIPS.pack(c.strips) if c.version >= 2 else b"",
              struct.pack(f">{len(sections)}I", *map(len, sections)), *sections]
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
@@ -294,7 +322,7 @@ def pack(c: Container) -> bytes:
 # ----------------------------------------------------------------------------- read
 def read_header(read: Callable[[int], bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Header:
     """Parse a header in stages from ``read(n)`` (``n`` bytes, fewer only at the end of the file):
-    the fixed part, the model id, the strips (version 2), the section table — each read only once
+    the fixed part, the model id, the strips (versions 2 and 3), the section table — each read only once
     what comes before it is valid, so no more than the header is read, and a hostile header cannot
     ask for more than its pixel cap allows. The sections' lengths are not judged here
     (:func:`check_sections`)."""
@@ -319,12 +347,13 @@ def read_header(read: Callable[[int], bytes], *, max_pixels: int = DEFAULT_MAX_P
     _check_tile(tile)
     size = _FIXED.size + n
     strips = 1
-    if version == 2:
+    if version >= 2:
         raw = read(_STRIPS.size)
         if len(raw) < _STRIPS.size:
             raise FormatError("truncated file: header cut short")
         (strips,) = _STRIPS.unpack(raw)
-        _check_strips(width, height, strips, max_pixels)
+        if strips != 1 or version == 2:
+            _check_strips(width, height, strips, max_pixels)
         size += _STRIPS.size
     count = _count(width, height, strips, tile, layout)
     table = read(4 * count)
@@ -361,7 +390,8 @@ def unpack(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
     tiles = tuple(zip(sections[0:n_coded:2], sections[1:n_coded:2]))
     alpha = sections[-1] if h.layout in Layout.WITH_ALPHA else None
     return Container(width=h.width, height=h.height, layout=h.layout, quality=h.quality, model_id=h.model_id,
-                     weights_hash=h.weights_hash, tile=h.tile, tiles=tiles, alpha=alpha, strips=h.strips)
+                     weights_hash=h.weights_hash, tile=h.tile, tiles=tiles, alpha=alpha, strips=h.strips,
+                     version=h.version)
 
 
 def check_file(h: Header, data) -> None:
@@ -369,7 +399,7 @@ def check_file(h: Header, data) -> None:
     length, the CRC. A table or a length that is wrong in a file whose CRC is right is explained
     by the header field at fault (:func:`explain_table`)."""
     try:
-        check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         if len(data) < h.total:
             raise FormatError(f"truncated file: {len(data)} bytes, the header announces {h.total}")
         if len(data) > h.total:
@@ -391,7 +421,7 @@ def _consistent_counts(h: Header, data, start: int) -> list[int]:
         total += 4 + n
         if total == len(data):
             found.append(k)
-        if total > len(data) or n < MIN_RANS or n % 4:  # no longer table can fit: not a rANS string inside
+        if total > len(data) or n < min_section(h.version) or n % 4:  # no longer table fits: not a string inside
             break
     return found
 

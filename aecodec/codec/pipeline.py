@@ -3,9 +3,10 @@
     encode   pixels ─► analyze_tiles (g_a) ─► gain_tiles ─► pack_tiles (entropy-code, container)
     decode   container ─► decode_tiles (entropy-decode) ─► decode_y_hat ─► synthesize_image (g_s)
 
-``net`` is any :class:`~aecodec.codec.protocol.CodingModel`. Each tile has its own z and y
-strings; the decoder's ŷ is exact (the same on every device), its pixels come from g_s in pieces
-of :data:`SYNTH_PIECE` whatever the file's tile, so a header cannot set the decoder's memory.
+``net`` is any :class:`~aecodec.codec.protocol.CodingModel` (the one aecodec builds is
+:class:`~aecodec.models.runtime.CodecModel`): numpy arrays in and out, no torch. Each tile has its
+own z and y strings; the decoder's ŷ is exact (the same on every device), its pixels come from g_s
+in pieces of :data:`SYNTH_PIECE` whatever the file's tile, so a header cannot set the decoder's memory.
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ from .format import Container
 from .geometry import DEFAULT_TILE, pad_to_stride, padded, tile_grid, tile_rects
 from .protocol import CodingModel
 
-__all__ = ["SYNTH_PIECE", "to_tensor", "quality_to_level", "analyze_tiles", "gain_tiles", "pack_tiles",
+__all__ = ["SYNTH_PIECE", "to_input", "quality_to_level", "analyze_tiles", "gain_tiles", "pack_tiles",
            "decode_tiles", "decode_y_hat", "synthesize_image", "synthesis_pieces"]
 
 SYNTH_PIECE = DEFAULT_TILE  # pixels per side of one pass of g_s at decode (the default tile: one pass each)
 
 
-def to_tensor(rgb: np.ndarray, device):
-    """A region of uint8 pixels (H, W, 3) as the model's input ``(1, 3, H, W)`` in [0, 1] (a copy)."""
-    import torch
-
-    return torch.from_numpy(np.array(rgb)).to(device).permute(2, 0, 1)[None].float().div_(255)
+def to_input(rgb: np.ndarray) -> np.ndarray:
+    """A region of uint8 pixels (H, W, 3) as the model's input ``(1, 3, H, W)`` float32 in [0, 1]."""
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
 
 
 def quality_to_level(quality: float, num_levels: int) -> float:
@@ -45,7 +44,7 @@ def analyze_tiles(net: CodingModel, rgb: np.ndarray, tile: int) -> Iterator:
     ls = net.config.stride // 4  # pixels per y position (16)
     rgb = pad_to_stride(rgb, net.config.stride)
     for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(*rgb.shape[:2], tile):
-        x = to_tensor(rgb[ry0:ry1, rx0:rx1], net.device)
+        x = to_input(rgb[ry0:ry1, rx0:rx1])
         yield net.analyze(x, None)[..., (y0 - ry0) // ls:(y1 - ry0) // ls, (x0 - rx0) // ls:(x1 - rx0) // ls]
 
 
@@ -83,11 +82,14 @@ def decode_tiles(net: CodingModel, c: Container) -> Iterator[tuple[tuple[int, in
     w, h = c.coded_size
     hp, wp = padded(h, w, s)
     lengths = [len(b) for zy in c.tiles for b in zy] + ([len(c.alpha)] if c.alpha is not None else [])
-    fmt.check_sections(lengths, c.width, c.height, c.strips, c.tile, c.layout, y_channels=net.config.M,
+    fmt.check_sections(lengths, c.width, c.height, c.strips, c.tile, c.layout, c.version, y_channels=net.config.M,
                        z_channels=net.config.N, model=c.model_id)
+    if c.version in fmt.LEGACY:  # CompressAI's coder: the torch model decodes these
+        net.torch_model(f"decoding this format-{c.version} file (written by aecodec 0.1 with CompressAI's coder; "
+                        f"`aecodec upgrade` re-codes it as format {fmt.VERSION}, which the runtime reads)")
     for ((y0, y1, x0, x1), _), (z_str, y_str) in zip(tile_rects(hp, wp, c.tile), c.tiles):
         try:
-            lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s))
+            lat = net.decode_latents(y_str, z_str, ((y1 - y0) // s, (x1 - x0) // s), c.version)
         except (RuntimeError, ValueError) as exc:
             raise FormatError(f"corrupt latent data ({one_line(exc)})") from None
         yield (y0, y1, x0, x1), lat
@@ -98,8 +100,6 @@ def decode_y_hat(net: CodingModel, c: Container, on_tile: Callable[[tuple, dict]
     sees each tile's decoded latents (:func:`decode_tiles`) as it is placed. The image-sized tensor
     is allocated only once every tile has decoded: a header claiming a large image with damaged or
     empty strings is refused before it costs more than one tile."""
-    import torch
-
     ls = net.config.stride // 4
     w, h = c.coded_size
     hp, wp = padded(h, w, net.config.stride)
@@ -108,7 +108,7 @@ def decode_y_hat(net: CodingModel, c: Container, on_tile: Callable[[tuple, dict]
         decoded.append((rect, lat["y_hat"]))
         if on_tile is not None:
             on_tile(rect, lat)
-    y_hat = torch.empty(1, net.config.M, hp // ls, wp // ls, device=net.device)
+    y_hat = np.empty((1, net.config.M, hp // ls, wp // ls), np.float32)
     while decoded:
         (y0, y1, x0, x1), tile_y_hat = decoded.pop()
         y_hat[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = tile_y_hat
@@ -120,8 +120,6 @@ def synthesize_image(net: CodingModel, c: Container, y_hat, on_piece: Callable[[
     image), in pieces of :data:`SYNTH_PIECE` pixels whatever the file's tile (its memory is bounded
     by the decoder, not by the header); each piece sees MARGIN pixels of neighbouring latents, so
     they join seamlessly. ``on_piece()`` is called as each piece is done (:func:`synthesis_pieces` of them)."""
-    import torch
-
     ls = net.config.stride // 4
     hp, wp = y_hat.shape[-2] * ls, y_hat.shape[-1] * ls
     level = quality_to_level(c.quality, net.config.num_levels)
@@ -129,13 +127,13 @@ def synthesize_image(net: CodingModel, c: Container, y_hat, on_piece: Callable[[
     out = np.empty((height, width, 3), np.uint8)
     for (y0, y1, x0, x1), (ry0, ry1, rx0, rx1) in tile_rects(hp, wp, SYNTH_PIECE):
         x_hat = net.synthesize(y_hat[..., ry0 // ls:ry1 // ls, rx0 // ls:rx1 // ls], level)
-        if not torch.isfinite(x_hat).all():
+        if not np.isfinite(x_hat).all():
             weights = getattr(net, "source", None)
             raise FormatError("corrupt latent data (decoded to invalid values)" if weights is None else
                               f"corrupt latent data, or weights {weights} that cannot decode it (decoded to invalid values)")
         y1, x1 = min(y1, height), min(x1, width)
         crop = x_hat[0, :, y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
-        out[y0:y1, x0:x1] = crop.mul(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        out[y0:y1, x0:x1] = np.round(crop * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
         if on_piece is not None:
             on_piece()
     return out

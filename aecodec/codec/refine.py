@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import CodecError
 from .geometry import MARGIN, pad_to_stride, tile_rects
-from .pipeline import to_tensor
-from .protocol import CodingModel
+from .pipeline import to_input
+from .protocol import CodingModel, SearchModel
 
 __all__ = ["EFFORTS", "DEFAULT_EFFORT", "ITERATIONS", "Z_ITERATIONS", "check_effort", "rd_lambda", "refine_tiles"]
 
@@ -86,7 +86,7 @@ def _noise(v, gen):
 class _Tile:
     """One tile's problem: its pixels in context, what is fixed around its latent, and the loss."""
 
-    def __init__(self, net: CodingModel, synthesis, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float,
+    def __init__(self, net: SearchModel, synthesis, x, valid, context, rect: tuple, crop: tuple, tile_pixels: float,
                  level: float, gray: bool):
         import torch
 
@@ -146,7 +146,9 @@ def refine_tiles(net: CodingModel, rgb: np.ndarray, latents: list, level: float,
     """
     import torch
 
-    dev = latents[0].device
+    net = net.torch_model()  # the search needs gradients: it runs on the torch model
+    dev = net.device
+    latents = [torch.from_numpy(y).to(dev) for y in latents]
     s, ls = net.config.stride, net.config.stride // 4
     h, w = rgb.shape[:2]
     src = pad_to_stride(rgb, s)
@@ -160,7 +162,7 @@ def refine_tiles(net: CodingModel, rgb: np.ndarray, latents: list, level: float,
     for i, ((y0, y1, x0, x1), (py0, py1, px0, px1)) in enumerate(tile_rects(hp, wp, tile)):
         # the window: the tile's pixels and MARGIN around them, from the latents MARGIN further out
         wy0, wy1, wx0, wx1 = max(0, py0 - MARGIN), min(hp, py1 + MARGIN), max(0, px0 - MARGIN), min(wp, px1 + MARGIN)
-        x = to_tensor(src[py0:py1, px0:px1], dev)
+        x = torch.from_numpy(to_input(src[py0:py1, px0:px1])).to(dev)
         if gray:
             x = x[:, :1]
         yy, xx = np.arange(py0, py1)[:, None], np.arange(px0, px1)[None, :]
@@ -198,7 +200,7 @@ def refine_tiles(net: CodingModel, rgb: np.ndarray, latents: list, level: float,
         plain_cost, plain_y_hat = problem.quantise(y_plain, z_plain)
         if cost < plain_cost:
             y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = y_hat
-            yield y_hat, z.detach()
+            yield y_hat.cpu().numpy(), z.detach().cpu().numpy()
         else:  # the search did not pay off here: the plain encoder's latents, byte for byte
             y_all[..., y0 // ls:y1 // ls, x0 // ls:x1 // ls] = plain_y_hat
-            yield y_plain, None
+            yield y_plain.cpu().numpy(), None

@@ -15,6 +15,7 @@ from ..codec import format as fmt
 from ..codec.files import same_file
 from ..codec.pipeline import quality_to_level
 from ..errors import TrainError
+from ..models import runtime
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.hyperprior import MeanScaleHyperprior
 from ..models.zoo import DEFAULT_MODEL_ID
@@ -39,6 +40,7 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
     set_bf16(m, False)
     m = m.to(device=device, memory_format=torch.contiguous_format).eval()
     m.update()
+    net = runtime.from_torch(m, model_id, "0" * 16)  # the codec over this model's own transforms
     results = []
     for q in qualities:
         q = round(float(q), 2)
@@ -47,8 +49,8 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
         for im in images:
             _, h, w = im.shape
             rgb = im.permute(1, 2, 0).cpu().numpy()
-            data = api.encode_with(m, model_id, "0" * 16, rgb, None, fmt.Layout.RGB, q)
-            rec = api.decode_with(m, fmt.unpack(data))
+            data = api.encode_with(net, model_id, "0" * 16, rgb, None, fmt.Layout.RGB, q)
+            rec = api.decode_with(net, fmt.unpack(data))
             bpps.append(8 * len(data) / (h * w))
             psnrs.append(metrics.psnr(rgb, rec))
         results.append({"quality": q, "level": level, "bpp": float(np.mean(bpps)),
