@@ -25,9 +25,9 @@ Each file is made from a crop of the sample photo shipped in the package
 records, per file: its format version, model id and weights hash, the decoded mode and size, the
 sha256 of the decoded pixels (``np.asarray(img).tobytes()``) and of the file, its header as
 ``aecodec.info`` reads it, the sha256 of its entropy-decoded latents ŷ, how it was made, and where
-(aecodec version, commit, torch, CPU). Beside each file, ``decoded/<name>.png`` holds its decoded
+(aecodec version, commit, the synthesis engine, CPU). Beside each file, ``decoded/<name>.png`` holds its decoded
 pixels (lossless): the latents are bit-identical on every machine, but the pixels come from a
-floating-point synthesis that is bit-identical only on the same kind of CPU — elsewhere the test
+floating-point synthesis that is bit-identical only with the same engine on the same kind of CPU — elsewhere the test
 compares them with these, within one level.
 """
 
@@ -112,6 +112,18 @@ CASES = {
                  {"quality": 60}),
     "v2-thin": ("a 3-pixel-wide tall strip, folded with each line repeated", _rgb, (297, 0, 300, 400),
                 {"quality": 85}),
+    # format 3 (aecodec 0.2): the same cases, coded with the torch-free coder
+    "v3-rgb": ("colour (RGB), one tile", _rgb, (250, 140, 350, 215), {"quality": 75}),
+    "v3-gray": ("gray (L)", _gray, (180, 60, 270, 130), {"quality": 50}),
+    "v3-rgba": ("RGB + an alpha ramp (RGBA), alpha stored as PNG", _rgba, (300, 250, 372, 310), {"quality": 80}),
+    "v3-la": ("gray + an alpha ramp (LA)", _la, (60, 300, 140, 350), {"quality": 20}),
+    "v3-tiles": ("a 3×3 grid of 64-pixel tiles", _rgb, (200, 120, 390, 270), {"quality": 40, "tile": 64}),
+    "v3-gray16": ("a 16-bit gray input (I;16), coded as 8-bit gray", _gray16, (400, 40, 470, 100),
+                  {"quality": 37.5}),
+    "v3-strip": ("a wide thin strip, coded folded: column strips stacked", _rgb, (40, 180, 552, 196),
+                 {"quality": 60}),
+    "v3-thin": ("a 3-pixel-wide tall strip, folded with each line repeated", _rgb, (297, 0, 300, 400),
+                {"quality": 85}),
 }
 
 
@@ -130,10 +142,19 @@ def _commit() -> str | None:
 
 
 def _provenance() -> dict:
-    import torch
+    """Where and with what the files were made. ``synthesis`` names the engine that ran g_s (the
+    decoded pixels are bit-identical only for the same engine on the same kind of CPU); files
+    recorded before it was noted were synthesised by torch."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"aecodec": aecodec.__version__, "commit": _commit(), "torch": torch.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__,
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {"aecodec": aecodec.__version__, "commit": _commit(), "synthesis": f"onnxruntime {v('onnxruntime')}",
+            "torch": v("torch"), "numpy": np.__version__, "pillow": PIL.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
@@ -176,7 +197,7 @@ def y_hat_sha256(data: bytes) -> str:
     """sha256 of a file's entropy-decoded latents ŷ (float32, the padded image): the same on every machine."""
     from aecodec.codec.api import decode_latents
 
-    return sha256(decode_latents(data).cpu().numpy().tobytes())
+    return sha256(np.ascontiguousarray(decode_latents(data), np.float32).tobytes())
 
 
 def _dumps(doc: dict) -> str:
