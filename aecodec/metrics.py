@@ -2,22 +2,29 @@
 inspection, training's evaluation and the benchmarks.
 
 Images are uint8 arrays (H, W) or (H, W, C), or PIL images of mode "L" or "RGB". PSNR is over all
-channels together (RGB for colour images, the gray plane for gray ones). SSIM and MS-SSIM come from
-pytorch-msssim with data_range=255 (Gaussian window 11, sigma 1.5): SSIM is None for images whose
-smaller side is below :data:`SSIM_MIN_SIDE`, MS-SSIM (5 scales) below :data:`MS_SSIM_MIN_SIDE`.
+channels together (RGB for colour images, the gray plane for gray ones). SSIM and MS-SSIM are
+computed in numpy (float64) by pytorch-msssim's definition with data_range=255, so that a runtime
+without PyTorch reports the numbers training and the benchmarks always did: a separable Gaussian
+window of 11 taps, sigma 1.5, "valid" filtering (no padding), K1 0.01 and K2 0.03, the mean over
+each channel's map then over the channels; MS-SSIM takes 5 scales with the weights of Wang et al.,
+2x2 average pooling that pads an odd side with a zero on both ends (counted in the average), and
+clamps each scale's value at 0 before the weighted product. SSIM is None for images whose smaller
+side is below :data:`SSIM_MIN_SIDE`, MS-SSIM below :data:`MS_SSIM_MIN_SIDE`.
 """
 
 from __future__ import annotations
 
 import math
-
 import numpy as np
 
 __all__ = ["SSIM_MIN_SIDE", "MS_SSIM_MIN_SIDE", "to_array", "squared_error", "psnr_from_mse", "psnr", "ssim",
            "ms_ssim", "ssim_and_ms_ssim", "ms_ssim_db", "image_metrics"]
 
-SSIM_MIN_SIDE = 11  # pytorch-msssim's Gaussian window
+WINDOW = 11  # taps of the Gaussian window (sigma 1.5, pytorch-msssim's defaults)
+SSIM_MIN_SIDE = WINDOW  # "valid" filtering needs the whole window
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim requires smaller side > (11 - 1) * 2**4
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # finest scale first
+C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2  # (K1 L)^2, (K2 L)^2 with L = data_range = 255
 
 
 def to_array(image) -> np.ndarray:
@@ -37,8 +44,9 @@ def squared_error(ref, rec) -> np.ndarray:
 
 
 def psnr_from_mse(mse, data_range: float = 255.0):
-    """PSNR in dB of a mean squared error: a float (inf for 0) or, for a torch tensor, a tensor."""
-    if hasattr(mse, "log10"):  # a torch tensor (training statistics): no host sync
+    """PSNR in dB of a mean squared error: a float (inf for 0) or, for a tensor (anything with a
+    ``log10`` method: training's statistics, kept on their device without a host sync), a tensor."""
+    if hasattr(mse, "log10"):
         return 10 * (data_range**2 / mse).log10()
     return math.inf if mse == 0 else float(10 * math.log10(data_range**2 / mse))
 
@@ -48,58 +56,89 @@ def psnr(ref, rec, data_range: float = 255.0) -> float:
     return psnr_from_mse(float(squared_error(ref, rec).mean()), data_range)
 
 
-def _tensor(image):
-    import torch
+# pytorch-msssim's window, _fspecial_gauss_1d(11, 1.5), as the float32 taps it computes (half of
+# them: it is symmetric). Copied, not recomputed: those taps sum to 1 only to float32's rounding,
+# and SSIM of a real photo moves by up to 1e-5 with a window normalised exactly.
+_HALF_WINDOW = np.array([0.0010283804, 0.007598758, 0.036000773, 0.10936069, 0.21300553, 0.26601171], np.float32)
+_WINDOW_TAPS = np.concatenate([_HALF_WINDOW, _HALF_WINDOW[-2::-1]]).astype(np.float64)
 
-    a = to_array(image)  # (H, W, C)
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))[None]
+
+def _filter_last(a: np.ndarray) -> np.ndarray:
+    """The window along the last axis, "valid" (the axis shrinks by WINDOW - 1); the symmetric taps
+    taken in pairs, one multiplication for two."""
+    n, mid = a.shape[-1] - WINDOW + 1, WINDOW // 2
+    out = _WINDOW_TAPS[mid] * a[..., mid : mid + n]
+    for k in range(mid):
+        pair = a[..., k : k + n] + a[..., WINDOW - 1 - k : WINDOW - 1 - k + n]
+        pair *= _WINDOW_TAPS[k]
+        out += pair
+    return out
+
+
+def _blur(a: np.ndarray) -> np.ndarray:
+    """Separable Gaussian filter of the last two axes (rows then columns, as pytorch-msssim)."""
+    return _filter_last(_filter_last(a.swapaxes(-2, -1)).swapaxes(-2, -1))
+
+
+def _ssim_cs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel SSIM and contrast-structure term of two (C, H, W) float64 images."""
+    mu_x, mu_y, xx, yy, xy = _blur(np.stack([x, y, x * x, y * y, x * y]))
+    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    cs_map = (2 * (xy - mu_xy) + C2) / ((xx - mu_xx) + (yy - mu_yy) + C2)
+    ssim_map = (2 * mu_xy + C1) / (mu_xx + mu_yy + C1) * cs_map
+    return ssim_map.mean(axis=(-2, -1)), cs_map.mean(axis=(-2, -1))
+
+
+def _pool(a: np.ndarray) -> np.ndarray:
+    """2x2 average pooling of (C, H, W) as torch's avg_pool2d with padding = side % 2: an odd side
+    gets a zero on both ends, counted in the average, so each side becomes ceil(side / 2)."""
+    _, h, w = a.shape
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    a = np.pad(a, ((0, 0), (h % 2, h % 2), (w % 2, w % 2)))[:, : 2 * h2, : 2 * w2]
+    return a.reshape(a.shape[0], h2, 2, w2, 2).sum(axis=(2, 4)) / 4
+
+
+def _planes(ref, rec) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as (C, H, W) float64 planes, refused unless they have one shape."""
+    x, y = (to_array(image).transpose(2, 0, 1).astype(np.float64) for image in (ref, rec))
+    if x.shape != y.shape:
+        raise ValueError(f"shape mismatch {x.shape} vs {y.shape}")
+    return x, y
+
+
+def _ms_ssim(x: np.ndarray, y: np.ndarray, s: np.ndarray, cs: np.ndarray) -> float:
+    """MS-SSIM of planes at least MS_SSIM_MIN_SIDE on a side, given the finest scale's per-channel
+    SSIM ``s`` and ``cs``: each coarser scale's cs, the coarsest one's SSIM, each clamped at 0."""
+    factors = []
+    for weight in MS_SSIM_WEIGHTS[:-1]:
+        factors.append(np.maximum(cs, 0) ** weight)
+        x, y = _pool(x), _pool(y)
+        s, cs = _ssim_cs(x, y)
+    factors.append(np.maximum(s, 0) ** MS_SSIM_WEIGHTS[-1])
+    return float(np.prod(factors, axis=0).mean())
 
 
 def ssim(ref, rec) -> float | None:
     """SSIM, or None when the image is smaller than the Gaussian window."""
-    from pytorch_msssim import ssim as _ssim
-
-    if min(to_array(ref).shape[:2]) < SSIM_MIN_SIDE:
-        return None
-    return float(_ssim(_tensor(ref), _tensor(rec), data_range=255, size_average=True))
+    return ssim_and_ms_ssim(ref, rec, multiscale=False)[0]
 
 
 def ms_ssim(ref, rec) -> float | None:
     """MS-SSIM, or None when the image is too small for its 5 scales."""
-    from pytorch_msssim import ms_ssim as _ms_ssim
-
-    h, w = to_array(ref).shape[:2]
-    if min(h, w) < MS_SSIM_MIN_SIDE:
-        return None
-    return float(_ms_ssim(_tensor(ref), _tensor(rec), data_range=255, size_average=True))
+    return ssim_and_ms_ssim(ref, rec)[1]
 
 
-def ssim_and_ms_ssim(ref, rec) -> tuple[float, float | None]:
+def ssim_and_ms_ssim(ref, rec, multiscale: bool = True) -> tuple[float | None, float | None]:
     """`ssim` and `ms_ssim` in one pass: MS-SSIM's finest scale is the SSIM computation, so it is done
-    once (pytorch-msssim's own per-scale function and weights; equal to the two public calls)."""
-    try:
-        import torch
-        import torch.nn.functional as F
-        from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
-    except ImportError:  # another pytorch-msssim layout: two separate calls
-        return ssim(ref, rec), ms_ssim(ref, rec)
-    x, y = _tensor(ref), _tensor(rec)
-    if min(x.shape[-2:]) < SSIM_MIN_SIDE:
+    once. ``multiscale=False`` stops after SSIM (MS-SSIM None)."""
+    x, y = _planes(ref, rec)
+    side = min(x.shape[1:])
+    if side < SSIM_MIN_SIDE:
         return None, None
-    win = _fspecial_gauss_1d(11, 1.5).repeat([x.shape[1], 1, 1, 1])
-    ssim_per_channel, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
-    first = float(ssim_per_channel.mean())
-    if min(x.shape[-2:]) < MS_SSIM_MIN_SIDE:
-        return first, None
-    weights = x.new_tensor([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
-    mcs = []
-    for _ in range(len(weights) - 1):
-        mcs.append(torch.relu(cs))
-        padding = [s % 2 for s in x.shape[2:]]
-        x, y = F.avg_pool2d(x, kernel_size=2, padding=padding), F.avg_pool2d(y, kernel_size=2, padding=padding)
-        ssim_per_channel, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
-    stacked = torch.stack(mcs + [torch.relu(ssim_per_channel)], dim=0)  # (level, batch, channel)
-    return first, float(torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean())
+    s, cs = _ssim_cs(x, y)
+    if not multiscale or side < MS_SSIM_MIN_SIDE:
+        return float(s.mean()), None
+    return float(s.mean()), _ms_ssim(x, y, s, cs)
 
 
 def ms_ssim_db(value: float | None) -> float | None:
