@@ -75,31 +75,49 @@ def results_markdown(r: dict, results_path: Path, readme_dir: Path) -> str:
 
 def speed_markdown(sp: dict, path: Path, page_dir: Path | None = None) -> str:
     """The speed block (docs/performance.md) from ``benchmarks/speed.py``'s results, linking ``path``
-    relative to ``page_dir`` (the page's folder; None: as given). Older results lack the
-    whole-command timings, the minimums, the command and the steal share: those parts are left out."""
+    relative to ``page_dir`` (the page's folder; None: as given). Parts the results lack (older
+    runs: no runtime install, baseline, engines or classical codecs) are left out."""
     m = sp["machine"]
     steal = f", {m['steal_percent']} % of the CPU time taken by the host (steal)" if "steal_percent" in m else ""
     command = sp.get("command", "python -m benchmarks.speed --rss-megapixels 50")
-    lines = [f"**Speed** (`{command}`, {sp['date']}, {m['cpu']}, {m['threads']} threads, torch {m['torch']}, "
+    engines = ", ".join(f"{k} {m[k]}" for k in ("onnxruntime", "torch") if m.get(k))
+    lines = [f"**Speed** (`{command}`, {sp['date']}, {m['cpu']}, {m['threads']} threads, {engines}, "
              f"quality {sp['quality']:g}{steal}; [`{path}`]({page_link(path, page_dir)})).", ""]
+    if "runtime_install" in sp:
+        ri = sp["runtime_install"]
+        largest = ", ".join(f"{k} {v:g}" for k, v in ri["largest"].items())
+        lines += [f"The runtime install (`pip install aecodec`, no torch) takes **{ri['venv_MB']:g} MB** on disk, "
+                  f"{ri['site_packages_MB']:g} MB of them packages (largest, MB: {largest}).", ""]
     if "commands" in sp:
         c = sp["commands"]
-        lines += [f"Whole commands on {c['image']}, start-up included (the interpreter, imports, loading the "
+        labels = {"floor": "`python -c \"import os, numpy, onnxruntime; os._exit(0)\"` (the runtime's floor)",
+                  "import torch": "`python -c \"import os, torch; os._exit(0)\"` (the floor)",
+                  "encode": "`aecodec encode -q 75`", "decode": "`aecodec decode` (to PNG)", "info": "`aecodec info`",
+                  "baseline encode": "aecodec 0.1 (torch, CompressAI) `encode -q 75`",
+                  "baseline decode": "aecodec 0.1 (torch, CompressAI) `decode`"}
+        where = " by the runtime install" if "runtime venv" in str(c.get("runtime", "")) else ""
+        lines += [f"Whole commands on {c['image']}{where}, start-up included (the interpreter, imports, loading the "
                   f"model, coding, writing the file), {c['repeat']} runs each, interleaved:", "",
                   "| command | min | median | peak RSS |", "|---|---:|---:|---:|"]
-        for name, label in (("import torch", "`python -c \"import os, torch; os._exit(0)\"` (the floor)"),
-                            ("encode", "`aecodec encode -q 75`"), ("decode", "`aecodec decode` (to PNG)"),
-                            ("info", "`aecodec info`")):
-            r = c[name]
-            lines.append(f"| {label} | {r['min_s']:.2f} s | {r['median_s']:.2f} s | {r['peak_rss_MB']} MB |")
+        for name, label in labels.items():
+            if name in c:
+                r = c[name]
+                lines.append(f"| {label} | {r['min_s']:.2f} s | {r['median_s']:.2f} s | {r['peak_rss_MB']} MB |")
         lines.append("")
     lines += ["Through the Python API, model already loaded (median / minimum of the runs):", "",
-              "| device | image | bpp | encode | decode | encode MP/s | decode MP/s |", "|---|---|---:|---:|---:|---:|---:|"]
+              "| transforms | image | bpp | encode | decode | encode MP/s | decode MP/s |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for r in sp["speed"]:
         enc, dec = (f"{r[f'{k}_s']:.2f}" + (f" / {r[f'{k}_min_s']:.2f}" if f"{k}_min_s" in r else "") + " s"
                     for k in ("encode", "decode"))
-        lines.append(f"| {r['device']} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | {enc} | {dec} | "
-                     f"{r['encode_MPps']} | {r['decode_MPps']} |")
+        lines.append(f"| {r.get('engine', r.get('device'))} | {r['size']} ({r['megapixels']} MP) | {r['bpp']:.3f} | "
+                     f"{enc} | {dec} | {r['encode_MPps']} | {r['decode_MPps']} |")
+    if sp.get("classical"):
+        lines += ["", "The classical codecs on the same image through Pillow (median / minimum):", "",
+                  "| codec | bpp | encode | decode |", "|---|---:|---:|---:|"]
+        for r in sp["classical"]:
+            lines.append(f"| {r['codec']} | {r['bpp']:.3f} | {1000 * r['encode_s']:.1f} / {1000 * r['encode_min_s']:.1f} ms "
+                         f"| {1000 * r['decode_s']:.1f} / {1000 * r['decode_min_s']:.1f} ms |")
     pm = sp.get("peak_memory")
     if pm:
         lines += ["", f"**Peak memory** on a {pm['size']} ({pm['megapixels']} MP) photo, whole CLI process "

@@ -208,7 +208,7 @@ def read_header(src: str | os.PathLike | BinaryIO, *,
     not the one its header announces is a :class:`FormatError`, found without reading the payload."""
     with _open_aec(src) as f:
         h = _named(src, fmt.read_header, lambda n: _read_exactly(f, n), max_pixels=max_pixels)
-        _named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+        _named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         size = _size_on_disk(f)
         if size is not None and size != h.total:
             what = "truncated file" if size < h.total else "trailing bytes"
