@@ -5,13 +5,14 @@
     >>> img = aecodec.decode(data)                        # PIL.Image.Image
     >>> PIL.Image.open("photo.aec")                      # Pillow plugin, registered on import
 
-Importing aecodec is cheap: torch is imported on first encode/decode.
+Importing aecodec is cheap: onnxruntime is imported on the first encode or decode; torch never,
+except for what needs it (--effort ≥ 2, files of format 1 and 2, training).
 """
 
 from .codec.pil_plugin import register as _register_pillow_plugin
 from .errors import AecodecError, CodecError, FormatError, ModelNotFound
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["encode", "decode", "encode_file", "decode_file", "info", "AecodecError", "CodecError", "FormatError",
            "ModelNotFound"]
 
