@@ -3,21 +3,27 @@
 :func:`inspect` runs an image through the codec exactly as ``aecodec encode`` does
 (:func:`aecodec.codec.api.encode`), or takes an existing ``.aec`` file, and then reads the file
 back once, through the decoder itself (:func:`aecodec.codec.api.decode_with`, whose tile
-pipeline hands over each tile's decoded latents on the way): the rANS strings give
-the quantised hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means, and
-the y string gives ŷ — tile by tile for tiled files, each tile's latents placed on the image's
-latent grid. Nothing is re-estimated with a second model path; the bits of each latent symbol are
-read off the very CDF tables that coded it::
+pipeline hands over each tile's decoded latents on the way): the z string gives the quantised
+hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means, and the y string
+gives ŷ — tile by tile for tiled files, each tile's latents placed on the image's latent grid.
+Nothing is re-estimated with a second model path; the bits of each latent symbol are read off the
+very CDF tables that coded it, priced as the file's coder spends them (format 3:
+:func:`aecodec.entropy.bits.symbol_bits`, numpy; formats 1 and 2, CompressAI's rANS:
+:func:`aecodec.entropy.coding.symbol_bits`, with the torch model those files decode with)::
 
     bits(s) = -log2((cdf[v + 1] - cdf[v]) / 2**16)       v = s - offset[index], in the table
-    bits(s) = -log2(P(escape)) + 4 · (n + n // 15 + 1)    s outside the table: CompressAI's rANS
-                                                          codes the escape symbol, then the value
-                                                          in n 4-bit bypass chunks after a 4-bit
-                                                          chunk count (15 means "15 more")
+    bits(s) = -log2(P(escape)) + log2(25) + max(n - 1, 0) s outside the table, format 3: the escape
+                                                          symbol, the bit length n of its zigzag
+                                                          code, then the code below its leading one
+    bits(s) = -log2(P(escape)) + 4 · (n + n // 15 + 1)    s outside the table, formats 1 and 2: the
+                                                          escape symbol, then the value in n 4-bit
+                                                          bypass chunks after a 4-bit chunk count
+                                                          (15 means "15 more")
 
 with ``s = round(ŷ - μ)`` for y (index from ``entropy_parameters(ẑ)``) and
 ``s = round(ẑ - median)`` for z (one table per channel). The only bits the map leaves out are
-the coder's termination (the 64-bit state flush less the initial state, 32–64 bits per string);
+the coder's termination (format 3: the final 64-bit state in whole 32-bit words, up to 64 bits per
+string; CompressAI's rANS: the 64-bit state flush less the initial state, 32–64 bits per string);
 they are reported as ``coder_overhead_bits``, so for anything but a thumbnail the map's total is
 the payload within a fraction of a percent.
 
@@ -31,8 +37,9 @@ share is reported as ``padding_bits``; the report's rate panel notes it when it 
 
 The **error map** is the per-pixel squared error averaged over the channels (the gray plane for
 gray images; alpha is coded losslessly and not counted). PSNR is over all pixels and channels;
-SSIM is pytorch-msssim's (Gaussian window 11, σ 1.5, ``data_range=255``), for images whose
-smaller side is at least 11 pixels. ``bpp`` is measured on the real file bytes.
+SSIM is pytorch-msssim's (Gaussian window 11, σ 1.5, ``data_range=255``, computed in numpy by
+:mod:`aecodec.metrics`), for images whose smaller side is at least 11 pixels. ``bpp`` is measured
+on the real file bytes.
 
 :func:`aecodec.ranking.rank` scores every image of a folder by the bits per pixel the codec spends on it at one
 quality: a model trained on normal photos spends many bits where an image is unlike them, so the
@@ -62,6 +69,7 @@ from .codec import format as fmt
 from .codec.format import Layout
 from .codec.geometry import padded, strip_repeat, unfold
 from .codec.images import prepare_image, to_image
+from .entropy.bits import symbol_bits
 from .metrics import psnr_from_mse, squared_error, ssim
 
 __all__ = ["Inspection", "inspect", "finite"]
@@ -232,7 +240,7 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
     def on_tile(rect, lat: dict) -> None:  # the decoder's own latents of each tile
         nonlocal escapes
         y0, y1, x0, x1 = rect
-        yb, zb, n = _tile_bits(net, lat)
+        yb, zb, n = _tile_bits(net, lat, c.version)
         y_pos[y0 // ls:y1 // ls, x0 // ls:x1 // ls] = yb
         z_pos[y0 // s:y1 // s, x0 // s:x1 // s] = zb
         escapes += n
@@ -258,17 +266,32 @@ def _measure(data: bytes, c: fmt.Container, name: str, original: Optional[np.nda
         original=original, error_map=error, ssim=ssim_value)
 
 
-def _tile_bits(net, lat: dict) -> tuple[np.ndarray, np.ndarray, int]:
+def _tile_bits(net, lat: dict, version: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Bits per y position and per z position of one tile (summed over channels), and the
-    number of escaped symbols, from the tables that coded them."""
+    number of escaped symbols, from the tables that coded them (format ``version``'s coder)."""
+    if version in fmt.LEGACY:
+        return _legacy_tile_bits(net, lat)
+    coding = net.coding
+    y_values = np.round(lat["y_hat"] - lat["means"]).astype(np.int64)  # exactly the values of the y string
+    y_bits, y_esc = symbol_bits(y_values, lat["indexes"], coding.y_tables)
+    z_hat = lat["z_hat"]
+    z_values = np.round(z_hat - coding.medians[None, :, None, None]).astype(np.int64)  # z is coded around its medians
+    z_idx = np.broadcast_to(np.arange(z_hat.shape[1]).reshape(1, -1, 1, 1), z_values.shape)  # one table per channel
+    z_bits, z_esc = symbol_bits(z_values, z_idx, coding.z_tables)
+    return y_bits[0].sum(0), z_bits[0].sum(0), y_esc + z_esc
+
+
+def _legacy_tile_bits(net, lat: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`_tile_bits` of a format 1 or 2 file, coded with CompressAI's rANS: its costs
+    (:func:`aecodec.entropy.coding.symbol_bits`), with the torch model such files decode with."""
     import torch
 
-    gc, eb = net.gaussian_conditional, net.entropy_bottleneck
-    y_sym = torch.round(lat["y_hat"] - lat["means"]).long()  # exactly the symbols of the y string
-    y_bits, y_esc = gc.symbol_bits(y_sym, lat["indexes"])
-    z_hat = lat["z_hat"]
-    z_sym = torch.round(z_hat - eb.medians().to(z_hat)).long()  # EntropyBottleneck codes z around its medians
-    z_idx = torch.arange(z_hat.shape[1], device=z_hat.device).reshape(1, -1, 1, 1).expand_as(z_sym)
+    torch_net = net.torch_model()
+    gc, eb = torch_net.gaussian_conditional, torch_net.entropy_bottleneck
+    t = {k: torch.from_numpy(np.asarray(v)) for k, v in lat.items()}
+    y_bits, y_esc = gc.symbol_bits(torch.round(t["y_hat"] - t["means"]).long(), t["indexes"])
+    z_sym = torch.round(t["z_hat"] - eb.medians().cpu().to(t["z_hat"])).long()
+    z_idx = torch.arange(z_sym.shape[1]).reshape(1, -1, 1, 1).expand_as(z_sym)
     z_bits, z_esc = eb.symbol_bits(z_sym, z_idx)
     return y_bits[0].sum(0).cpu().numpy(), z_bits[0].sum(0).cpu().numpy(), y_esc + z_esc
 
