@@ -1,5 +1,5 @@
 """Fixtures of the whole suite: the Kodak images, small synthetic images and photos, a folder of
-training photos, the shipped model, and one thread for tiny training runs. Plain helpers are in
+training photos, the shipped model (torch, and as the codec runs it), and one thread for tiny training runs. Plain helpers are in
 tests/helpers.py."""
 
 from __future__ import annotations
@@ -54,10 +54,20 @@ def data_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def net():
-    """The shipped model (zoo.load caches it: the very object the codec uses)."""
+    """The shipped torch model (zoo.load caches it: the model training, the encoder search and the
+    entropy tests use; the codec runs :func:`codec_net`)."""
     from aecodec.models import zoo
 
     return zoo.load()[0]
+
+
+@pytest.fixture(scope="session")
+def codec_net():
+    """The shipped model as the codec runs it (runtime.load caches it: the very CodecModel
+    ``aecodec.encode`` and ``decode`` use — the runtime bundle's ONNX transforms, numpy in and out)."""
+    from aecodec.models import runtime
+
+    return runtime.load()
 
 
 @pytest.fixture(scope="session")

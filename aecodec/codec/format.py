@@ -233,8 +233,9 @@ def check_sections(lengths, width: int, height: int, strips: int, tile: int, lay
         for which, n, symbols in (("z", lengths[2 * t], z_channels * z_sym), ("y", lengths[2 * t + 1],
                                                                               y_channels * y_sym)):
             if n < min_section(version) or n % 4:
+                least = f", at least {min_section(version)}" if min_section(version) else ""
                 raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes cannot be a coded string "
-                                  f"(a multiple of 4, at least {min_section(version)})")
+                                  f"(a multiple of 4{least})")
             if n > max_section(version, symbols):
                 raise FormatError(f"corrupt {which} section of tile {t + 1}: {n} bytes, more than the "
                                   f"{symbols} symbols of {model or 'any model'}'s tile can make "
@@ -334,7 +335,8 @@ def read_header(read: Callable[[int], bytes], *, max_pixels: int = DEFAULT_MAX_P
     _, version, layout, q, width, height, tile_units, digest, n = _FIXED.unpack(head)
     if version not in READS:
         raise FormatError(f"unsupported format version {version}: this aecodec reads versions "
-                          f"{' and '.join(map(str, READS))}" + (" — upgrade aecodec" if version > VERSION else ""))
+                          f"{', '.join(map(str, READS[:-1]))} and {READS[-1]}"
+                          + (" — upgrade aecodec" if version > VERSION else ""))
     mid = read(n)
     if len(mid) < n:
         raise FormatError("truncated file: header cut short")

@@ -77,7 +77,8 @@ def test_quality_out_of_range_is_refused(rgb_image, q):
 
 
 def test_file_names_its_model_by_id_and_weights_hash(rgb_image):
-    _, model_id, digest = zoo.load()
+    _, model_id, digest = api.load_model()
+    assert (model_id, digest) == zoo.load()[1:]  # the runtime bundle is the shipped checkpoint's weights
     c = fmt.unpack(aecodec.encode(rgb_image))
     assert c.model_id == model_id == zoo.DEFAULT_MODEL_ID
     assert c.weights_hash == digest[:16]
@@ -168,11 +169,11 @@ def test_encode_warns_when_its_file_will_need_a_raised_cap(monkeypatch):
         aecodec.encode(smooth_image(40, 56), quality=50)
 
 
-def test_decode_reports_every_tile_and_every_synthesis_piece(net):
+def test_decode_reports_every_tile_and_every_synthesis_piece(codec_net):
     data = aecodec.encode(smooth_image(100, 130), quality=50, tile=64)  # 2×3 tiles, one synthesis piece
     c = fmt.unpack(data)
     steps, tiles = [], []
-    img = api.decode_with(net, c, on_tile=lambda rect, lat: tiles.append(rect), on_progress=lambda: steps.append(1))
+    img = api.decode_with(codec_net, c, on_tile=lambda rect, lat: tiles.append(rect), on_progress=lambda: steps.append(1))
     assert len(tiles) == 6 and len(steps) == api.decode_steps(c) == 6 + 1
     np.testing.assert_array_equal(np.asarray(img), np.asarray(aecodec.decode(data)))
 

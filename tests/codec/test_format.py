@@ -28,9 +28,11 @@ def recrc(data: bytes) -> bytes:
     return data[:-4] + struct.pack(">I", zlib.crc32(data[:-4]))
 
 
-def test_round_trip_keeps_every_field():
-    c = make()
+@pytest.mark.parametrize("version", [1, 3])
+def test_round_trip_keeps_every_field(version):
+    c = make(version=version)
     assert fmt.unpack(fmt.pack(c)) == c
+    assert make().version == fmt.VERSION == 3  # what aecodec writes
 
 
 def test_round_trip_with_alpha_section():
@@ -48,7 +50,7 @@ def test_round_trip_with_a_grid_of_tiles():
 def test_layout_follows_the_byte_table():
     data = fmt.pack(make())
     assert data[:4] == b"\x89AEC"
-    assert data[4] == 1  # version
+    assert data[4] == 3  # version
     assert data[5] == Layout.RGB
     assert struct.unpack(">H", data[6:8])[0] == 7550
     assert struct.unpack(">II", data[8:16]) == (33, 17)
@@ -56,10 +58,14 @@ def test_layout_follows_the_byte_table():
     assert data[18:26] == bytes.fromhex("0123456789abcdef")
     n = data[26]
     assert data[27:27 + n] == b"mean-scale-vr-128"
-    table = 27 + n
+    assert struct.unpack(">H", data[27 + n:29 + n])[0] == 1  # strips: always present in version 3
+    table = 29 + n
     assert struct.unpack(">II", data[table:table + 8]) == (12, 40)  # z, y of the single tile
     assert data[table + 8:table + 20] == b"zz" * 6
     assert struct.unpack(">I", data[-4:])[0] == zlib.crc32(data[:-4])
+    v1 = fmt.pack(make(version=1))  # version 1: no strips field, the table right after the id
+    assert v1[4] == 1 and v1[:4] + v1[5:27 + n] == data[:4] + data[5:27 + n]
+    assert struct.unpack(">II", v1[27 + n:35 + n]) == (12, 40) and len(v1) == len(data) - 2
 
 
 def test_format_module_uses_only_the_standard_library():
@@ -105,23 +111,64 @@ def test_decode_rejects_crc_mismatch():
         fmt.unpack(bytes(data))
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_decode_rejects_unknown_format_version(version):
     data = bytearray(fmt.pack(make()))
     data[4] = version
-    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads versions 1 and 2"):
+    with pytest.raises(FormatError, match=f"unsupported format version {version}.*reads versions 1, 2 and 3"):
         fmt.unpack(recrc(bytes(data)))
+    assert ("upgrade aecodec" in str(pytest.raises(FormatError, fmt.unpack, recrc(bytes(data))).value)) == (version > 3)
 
 
-def test_a_folded_image_is_a_version_2_file_and_round_trips():
-    """Version 2 = version 1 + a strips field after the model id; only folded images use it."""
+def _folded(**over) -> Container:
+    """A 20000×1 strip folded into 16 strips of 1250 pixels: 1×2 tiles of 1024."""
+    return make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2, **over)
+
+
+def test_a_folded_image_is_a_version_3_file_with_its_strips_and_round_trips():
+    """Version 3 always has the strips field after the model id: 1, or the strips of a folded image."""
     assert geometry.coded_size(20000, 1, 16) == (1250, 16 * 4 + 15 * 4)  # 16 strips of 1250: line ×4, guards
     assert geometry.tile_grid(1250, 124, 1024) == (1, 2)
-    c = make(width=20000, height=1, strips=16, tile=1024, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2)
+    c = _folded()
     data = fmt.pack(c)
-    assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16
+    assert data[4] == 3 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16
     assert fmt.unpack(data) == c
-    assert fmt.pack(make())[4] == 1  # everything else stays version 1
+    plain = fmt.pack(make())
+    assert plain[4] == 3 and struct.unpack(">H", plain[27 + 17:29 + 17])[0] == 1
+
+
+def test_the_legacy_versions_keep_their_rules_version_2_only_for_folded_images():
+    """aecodec 0.1's files: version 1 = no strips field (one strip), version 2 = version 1 + a strips
+    field of at least 2. Still read, still refused otherwise: a v1 folded or a v2 of one strip is
+    not a file aecodec 0.1 could write."""
+    v2 = _folded(version=2)
+    data = fmt.pack(v2)
+    assert data[4] == 2 and struct.unpack(">H", data[27 + 17:29 + 17])[0] == 16
+    assert fmt.unpack(data) == v2
+    assert fmt.unpack(fmt.pack(make(version=1))).version == 1
+    with pytest.raises(FormatError, match="version 1 cannot hold 16 strips"):
+        fmt.pack(_folded(version=1))
+    with pytest.raises(FormatError, match="version 2 cannot hold 1 strips"):
+        fmt.pack(make(version=2))
+    for version in (0, 4):
+        with pytest.raises(FormatError, match=f"version {version} cannot hold"):
+            fmt.pack(make(version=version))
+    # a reader refuses a version-2 header of one strip (the v3 bytes of make(), relabelled)
+    one = bytearray(fmt.pack(make()))
+    one[4] = 2
+    with pytest.raises(FormatError, match="invalid fold of a 33×17 image into 1 strips"):
+        fmt.unpack(recrc(bytes(one)))
+    one[4] = 3  # the same header as version 3 is valid
+    assert fmt.unpack(recrc(bytes(one))) == make()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_strips_field_of_zero_is_refused(version):
+    data = bytearray(fmt.pack(make()))
+    data[4] = version
+    data[27 + 17:29 + 17] = struct.pack(">H", 0)
+    with pytest.raises(FormatError, match="invalid fold of a 33×17 image into 0 strips"):
+        fmt.unpack(recrc(bytes(data)))
 
 
 @pytest.mark.parametrize("w,h,strips", [(20000, 1, 1), (20000, 1, 0), (100, 1, 101), (10, 1, 9), (1, 100, 60)])
@@ -192,9 +239,10 @@ def test_tile_count_must_match_the_grid():
         fmt.pack(make(width=130, height=70, tile=64))
 
 
-def test_section_lengths_are_checked_against_the_file_size():
-    data = bytearray(fmt.pack(make()))
-    table = 27 + len("mean-scale-vr-128")
+@pytest.mark.parametrize("version", [1, 3])
+def test_section_lengths_are_checked_against_the_file_size(version):
+    data = bytearray(fmt.pack(make(version=version)))
+    table = 27 + len("mean-scale-vr-128") + (2 if version >= 2 else 0)
     data[table:table + 4] = struct.pack(">I", 0xFFFFFFFC)  # a z length of 4 GB: more than any tile's z can hold
     with pytest.raises(FormatError, match="corrupt z section of tile 1: 4294967292 bytes, more than"):
         fmt.unpack(recrc(bytes(data)))
@@ -235,20 +283,42 @@ def test_tiles_are_capped_at_2048_pixels_so_a_header_cannot_set_the_memory_of_a_
         fmt.pack(make(tile=4096))
 
 
-@pytest.mark.parametrize("z_len,y_len", [(0, 0), (0, 40), (12, 0), (4, 40), (12, 7), (13, 40)])
-def test_sections_too_short_to_be_rans_strings_are_format_errors(z_len, y_len):
-    """An empty payload (every section length 0) must not decode to noise: a rANS string is
-    32-bit words holding at least the coder's 64-bit final state."""
-    data = bytearray(fmt.pack(make()))
-    table = 27 + len("mean-scale-vr-128")
+def _with_sections(version: int, z_len: int, y_len: int) -> bytes:
+    """make()'s file of ``version`` with sections of these lengths, written byte by byte (a valid CRC)."""
+    data = bytearray(fmt.pack(make(version=version)))
+    table = 27 + len("mean-scale-vr-128") + (2 if version >= 2 else 0)
     body = bytes(data[:table]) + struct.pack(">II", z_len, y_len) + b"\x55" * (z_len + y_len)
-    with pytest.raises(FormatError, match="cannot be a rANS string"):
-        fmt.unpack(body + struct.pack(">I", zlib.crc32(body)))
-    with pytest.raises(FormatError, match="cannot be a rANS string"):
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("z_len,y_len", [(0, 0), (0, 40), (12, 0), (4, 40), (12, 7), (13, 40)])
+def test_sections_too_short_to_be_rans_strings_are_format_errors_in_versions_1_and_2(z_len, y_len):
+    """An empty payload (every section length 0) must not decode to noise: a rANS string (versions
+    1 and 2) is 32-bit words holding at least the coder's 64-bit final state."""
+    with pytest.raises(FormatError, match=r"cannot be a coded string \(a multiple of 4, at least 8\)"):
+        fmt.unpack(_with_sections(1, z_len, y_len))
+    with pytest.raises(FormatError, match="cannot be a coded string"):
+        fmt.pack(make(version=1, tiles=((b"z" * z_len, b"y" * y_len),)))
+
+
+@pytest.mark.parametrize("z_len,y_len", [(12, 7), (13, 40), (0, 2), (5, 0)])
+def test_sections_that_are_not_32_bit_words_are_format_errors_in_version_3(z_len, y_len):
+    with pytest.raises(FormatError, match=r"cannot be a coded string \(a multiple of 4\)"):
+        fmt.unpack(_with_sections(3, z_len, y_len))
+    with pytest.raises(FormatError, match="cannot be a coded string"):
         fmt.pack(make(tiles=((b"z" * z_len, b"y" * y_len),)))
 
 
-def test_every_section_the_encoder_writes_is_a_rans_string():
+@pytest.mark.parametrize("z_len,y_len", [(0, 0), (0, 40), (12, 0), (4, 4)])
+def test_version_3_sections_are_any_multiple_of_4_empty_included(z_len, y_len):
+    """constriction's ANS writes nothing for symbols that cost nothing (its state untouched): an
+    empty section is a valid version-3 string (the entropy decoder judges the content)."""
+    c = fmt.unpack(_with_sections(3, z_len, y_len))
+    assert c.version == 3 and [len(s) for s in c.tiles[0]] == [z_len, y_len]
+    assert fmt.unpack(fmt.pack(make(tiles=((b"z" * z_len, b"y" * y_len),)))).tiles[0] == (b"z" * z_len, b"y" * y_len)
+
+
+def test_every_section_the_encoder_writes_is_a_version_3_string():
     import numpy as np
 
     import aecodec
@@ -256,8 +326,11 @@ def test_every_section_the_encoder_writes_is_a_rans_string():
 
     for img, q, tile in [(smooth_image(16, 24), 0, 64), (np.zeros((1, 1, 3), np.uint8), 0, 64),
                          (np.full((64, 64), 255, np.uint8), 0, 64), (smooth_image(130, 70), 100, 64)]:
-        for z, y in fmt.unpack(aecodec.encode(img, quality=q, tile=tile)).tiles:
-            assert len(z) >= fmt.MIN_RANS and len(y) >= fmt.MIN_RANS and not len(z) % 4 and not len(y) % 4
+        c = fmt.unpack(aecodec.encode(img, quality=q, tile=tile))
+        assert c.version == 3
+        for (z, y), (z_sym, y_sym) in zip(c.tiles, fmt.tile_symbols(c.width, c.height, c.strips, c.tile)):
+            assert not len(z) % 4 and not len(y) % 4
+            assert len(z) <= fmt.max_ans(128 * z_sym) and len(y) <= fmt.max_ans(192 * y_sym)
 
 
 # ----------------------------------------------------------------------------- section bounds
@@ -276,6 +349,25 @@ def test_the_section_bound_holds_the_coders_most_expensive_symbols():
                                                                                [cdf], [length], [0]))
 
 
+def test_the_version_3_bound_is_the_coders_own():
+    """max_ans(n) is aecodec.entropy.ans.max_string(n) with every symbol an escape (the worst
+    strings are tested against it in tests/entropy/test_ans.py), and holds the dearest string: a
+    symbol of probability 2^-16 escaping to the largest value the coder takes (measured 3208 bytes
+    for 1000 symbols, the bound 6756: loose by about 2×, not by orders)."""
+    import numpy as np
+
+    from aecodec.entropy import ans
+
+    for n in (0, 1, 7, 1000, 192 * 64 * 64):
+        assert fmt.max_ans(n) == ans.max_string(n)
+        assert fmt.max_section(3, n) == fmt.max_ans(n) and fmt.max_section(1, n) == fmt.max_section(2, n) == fmt.max_rans(n)
+    assert (fmt.min_section(1), fmt.min_section(2), fmt.min_section(3)) == (8, 8, 0)
+    t = ans.Tables(np.array([[0, 1, 2, 2**16]], np.int32), np.array([4]), np.array([0]))  # escape at 2^-16
+    values = np.resize(np.array([ans.MAX_VALUE, -ans.MAX_VALUE], np.int32), 1000)
+    s = ans.encode(values, np.zeros(values.size, np.int32), t)
+    assert len(s) <= fmt.max_ans(1000) < 2.5 * len(s)
+
+
 def test_real_sections_stay_far_below_their_bound():
     """The dearest real tiles (noise at quality 100) use a fraction of what the bound allows, with
     the shipped model's M and N as with MAX_CHANNELS."""
@@ -285,24 +377,26 @@ def test_real_sections_stay_far_below_their_bound():
 
     noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     c = fmt.unpack(aecodec.encode(noise, quality=100, tile=128))
+    assert c.version == 3
     (z_sym, y_sym), = fmt.tile_symbols(128, 128, 1, 128)
     (z, y), = c.tiles
-    assert len(y) < 0.25 * fmt.max_rans(192 * y_sym) and len(z) < 0.5 * fmt.max_rans(128 * z_sym)
-    assert len(y) < 0.1 * fmt.max_rans(fmt.MAX_CHANNELS * y_sym)
+    assert len(y) < 0.25 * fmt.max_ans(192 * y_sym) and len(z) < 0.5 * fmt.max_ans(128 * z_sym)
+    assert len(y) < 0.1 * fmt.max_ans(fmt.MAX_CHANNELS * y_sym)
 
 
-def _header(width, height, tile, lengths, layout=Layout.RGB) -> bytes:
+def _header(width, height, tile, lengths, layout=Layout.RGB, version=1) -> bytes:
     mid = b"mean-scale-vr-128"
-    return (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, layout, 5000, width, height, tile // 64, bytes(8), len(mid))
-            + mid + struct.pack(f">{len(lengths)}I", *lengths))
+    return (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, version, layout, 5000, width, height, tile // 64, bytes(8), len(mid))
+            + mid + (struct.pack(">H", 1) if version >= 2 else b"") + struct.pack(f">{len(lengths)}I", *lengths))
 
 
-def test_a_64_mb_y_section_is_refused_from_the_header_alone():
+@pytest.mark.parametrize("version", [1, 3])
+def test_a_64_mb_y_section_is_refused_from_the_header_alone(version):
     """The section table is judged before a byte of the payload is read or allocated."""
     import io
     import time
 
-    head = _header(1024, 1024, 1024, [8, 64 << 20])
+    head = _header(1024, 1024, 1024, [8, 64 << 20], version=version)
     stream = io.BytesIO(head + bytes(1000))  # the payload is not there: it must not be needed
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -312,8 +406,8 @@ def test_a_64_mb_y_section_is_refused_from_the_header_alone():
         symbols = fmt.MAX_CHANNELS * (1024 // 16) ** 2  # y: MAX_CHANNELS × the tile's positions
         with pytest.raises(FormatError, match=f"corrupt y section of tile 1: 67108864 bytes, more than the "
                                               rf"{symbols} symbols of any model's tile can make \(at most "
-                                              rf"{fmt.max_rans(symbols)}\)"):
-            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout)
+                                              rf"{fmt.max_section(version, symbols)}\)"):
+            fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -339,15 +433,21 @@ def test_the_header_is_read_in_stages_and_no_further():
         return stream.read(n)
 
     h = fmt.read_header(read)
-    assert reads == [27, 17, 8] and h.size == 27 + 17 + 8 and h.total == len(data) and h.lengths == (12, 40)
+    assert reads == [27, 17, 2, 8] and h.size == 27 + 17 + 2 + 8 and h.total == len(data) and h.lengths == (12, 40)
+    v1 = fmt.pack(make(version=1))  # no strips field
+    reads.clear()
+    stream = io.BytesIO(v1)
+    h = fmt.read_header(lambda n: reads.append(n) or stream.read(n))
+    assert reads == [27, 17, 8] and h.size == 27 + 17 + 8 and h.total == len(v1) and h.version == 1
     reads.clear()
     with pytest.raises(FormatError, match="wrong magic"):
         fmt.read_header(read.__defaults__[0].__class__(b"y\n" * 100).read)
-    v2 = fmt.pack(make(width=20000, height=1, strips=16, tiles=((b"zzzz" * 2, b"yyyy" * 3),) * 2))
-    reads.clear()
-    stream = io.BytesIO(v2)
-    fmt.read_header(lambda n: reads.append(n) or stream.read(n))
-    assert reads == [27, 17, 2, 16]
+    for version in (2, 3):
+        folded = fmt.pack(_folded(version=version))
+        reads.clear()
+        stream = io.BytesIO(folded)
+        fmt.read_header(lambda n: reads.append(n) or stream.read(n))
+        assert reads == [27, 17, 2, 16]
 
 
 # ----------------------------------------------------------------------------- a header field at fault
