@@ -4,10 +4,14 @@ PNG bytes drawn with matplotlib on an Agg canvas (no pyplot state): :func:`rende
 the original, the reconstruction, the rate map (bits per pixel) and the error map of an
 :class:`~aecodec.inspection.Inspection`; :func:`render_contact_sheet` the top images of a
 :class:`~aecodec.ranking.Ranking`, each beside its rate map.
+
+matplotlib is the ``[plots]`` extra, not part of the runtime install: :func:`has_matplotlib` tells
+a command whether it can draw, :func:`needs_matplotlib` says in one line what it cannot.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 from pathlib import Path
@@ -17,7 +21,19 @@ import numpy as np
 from .inspection import Inspection
 from .ranking import Ranking
 
-__all__ = ["render_report", "render_contact_sheet"]
+__all__ = ["render_report", "render_contact_sheet", "has_matplotlib", "needs_matplotlib", "PLOTS_HINT"]
+
+PLOTS_HINT = "pip install 'aecodec[plots]'"
+
+
+def has_matplotlib() -> bool:
+    """Whether matplotlib (the ``[plots]`` extra) is installed, without importing it."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def needs_matplotlib(what: str) -> str:
+    """The one line saying that ``what`` (a picture) needs the ``[plots]`` extra."""
+    return f"{what} needs matplotlib: {PLOTS_HINT}"
 
 
 def _title(r: Inspection) -> str:

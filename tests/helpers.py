@@ -112,3 +112,17 @@ def aecodec_api_or_skip():
         pytest.skip("aecodec not importable")
     if not callable(getattr(aecodec, "encode", None)):
         pytest.skip("aecodec.encode does not exist yet")
+
+
+# ----------------------------------------------------------------------------- a runtime without torch
+def no_torch_env(tmp_path, blocked=("torch", "compressai")) -> dict:
+    """An environment for ``subprocess.run`` in which the modules ``blocked`` are missing, as in a
+    runtime install (``pip install aecodec``): a ``sitecustomize`` in ``tmp_path`` marks each of
+    them absent in ``sys.modules``, so importing it (or a submodule) raises ImportError and
+    ``importlib.util.find_spec`` finds nothing. The repository comes first on PYTHONPATH."""
+    site = tmp_path / "no-torch-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(f"import sys\n\nsys.modules.update(dict.fromkeys({list(blocked)!r}))\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env

@@ -263,14 +263,16 @@ def rd_curve(rows: Iterable[dict], qualities) -> list[dict]:
 
 
 def _write_rd(job: Job, manifest: Path, out: Path, summary: Summary) -> None:
-    """rd.json (the job, its summary and the mean curve) and rd.png (PSNR and MS-SSIM against bpp)."""
+    """rd.json (the job, its summary and the mean curve) and rd.png (PSNR and MS-SSIM against bpp;
+    only with matplotlib, the [plots] extra)."""
     from ..codec.files import write_atomic
+    from ..reports import has_matplotlib
 
     curve = rd_curve(_rows(manifest), job.qualities)
     models = sorted({r["model"] for r in _rows(manifest) if r.get("model")})
     doc = {**summary.to_dict(), "model": models[0] if len(models) == 1 else models, "curve": curve}
     write_atomic(out / "rd.json", (json.dumps(doc, indent=2) + "\n").encode(), overwrite=True)
-    if any(p["bpp"] is not None for p in curve):
+    if has_matplotlib() and any(p["bpp"] is not None for p in curve):
         write_atomic(out / "rd.png", _rd_plot(curve, f"aecodec on {summary.images - summary.failed} images"),
                      overwrite=True)
 

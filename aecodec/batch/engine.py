@@ -52,7 +52,7 @@ def ray_or_error():
 
 @dataclass(frozen=True)
 class Pool:
-    """The actors a job runs on: how many, the CPUs (= torch threads) and GPUs each reserves."""
+    """The actors a job runs on: how many, the CPUs (= its transforms' threads) and GPUs each reserves."""
 
     workers: int
     cpus_per_worker: int

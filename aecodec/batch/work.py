@@ -210,17 +210,14 @@ class Worker:
     ``{"item": [json, …]}`` and gets ``{"row": [json, …]}``; :meth:`run` works on one item."""
 
     def __init__(self, job: Job | dict, threads: int | None = None, device: str = "cpu"):
-        import torch
-
         from ..codec import api
 
         self.job = job if isinstance(job, Job) else Job(**{**job, "qualities": tuple(job["qualities"])})
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads or None  # the transforms' threads (onnxruntime's; None: its default)
         self.device = device
         self.where = f"{socket.gethostname()}:{os.getpid()}"
         if self.job.kind != "decode":  # a decode loads the model each file names (cached per process)
-            _, self.model_id, self.digest = api.load_model(self.job.model, device=device)
+            _, self.model_id, self.digest = api.load_model(self.job.model, device=device, threads=self.threads)
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -283,7 +280,7 @@ class Worker:
         j = self.job
         with self._attempt(item):
             data = api.encode(item.src, j.quality, target_size=j.target_size, target_bpp=j.target_bpp,
-                              effort=j.effort, model=j.model, device=self.device)
+                              effort=j.effort, model=j.model, device=self.device, threads=self.threads)
             Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
             files.write_atomic(item.dst, data, overwrite=True)
         _header(api.info(data), row, "bytes_out")
@@ -324,7 +321,7 @@ class Worker:
         else:
             _refuse_foreign(item, self.job)
             with self._attempt(item):
-                img = api.decode(data, device=self.device, **cap)
+                img = api.decode(data, device=self.device, threads=self.threads, **cap)
                 Path(item.dst).parent.mkdir(parents=True, exist_ok=True)
                 files.save_image(img, item.dst, overwrite=True)
         row["bytes_out"] = os.path.getsize(item.dst)
@@ -380,9 +377,10 @@ class Worker:
         row.update(width=rgb.shape[1], height=rgb.shape[0], bytes_in=os.path.getsize(item.src), points=[])
         for q in self.job.qualities:
             t0 = time.perf_counter()
-            data = api.encode(item.src, q, effort=self.job.effort, model=self.job.model, device=self.device)
+            data = api.encode(item.src, q, effort=self.job.effort, model=self.job.model, device=self.device,
+                              threads=self.threads)
             t1 = time.perf_counter()
-            img = api.decode(data, device=self.device)
+            img = api.decode(data, device=self.device, threads=self.threads)
             t2 = time.perf_counter()
             rec = np.asarray(img.convert("L" if gray else "RGB"))
             m = image_metrics(ref, rec)

@@ -11,14 +11,14 @@ from typing import Annotated, Optional
 import typer
 
 from .options import QUALITY_HELP, Device, Force, Model, Quiet
-from .output import check_outputs, check_quality, fail, for_each
+from .output import check_outputs, check_quality, fail, for_each, say
 
 __all__ = ["inspect", "rank"]
 
 
 def inspect(
     source: Annotated[str, typer.Argument(metavar="IMAGE_OR_AEC", help="An image (encoded at -q) or an .aec file (measured as it is).")],
-    output: Annotated[str, typer.Option("-o", "--output", help="Report PNG to write: original, reconstruction, rate map, error map.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Report PNG to write: original, reconstruction, rate map, error map (needs matplotlib: the [plots] extra).")] = None,
     quality: Annotated[Optional[float], typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP + " Default 75; an .aec file keeps its own.")] = None,
     json_out: Annotated[Optional[str], typer.Option("--json", metavar="FILE", help="Also write the numbers as JSON: totals, a 4×4 grid of regions, rate sums vs the file.")] = None,
     force: Force = False,
@@ -27,18 +27,24 @@ def inspect(
     quiet: Quiet = False,
 ) -> None:
     """See where the bits go: a rate map (bits per pixel, from the coder's own tables) and an
-    error map of one image, with bpp, PSNR and SSIM."""
+    error map of one image, with bpp, PSNR and SSIM — drawn in a PNG (-o), written as JSON
+    (--json), or both."""
     from ..codec.files import write_atomic
     from ..inspection import inspect as measure
-    from ..reports import render_report
+    from ..reports import has_matplotlib, needs_matplotlib, render_report
 
     check_quality(quality)
-    targets = [output] + ([json_out] if json_out else [])
+    if output is None and json_out is None:
+        fail("nothing to write: give -o REPORT.png, --json FILE or both")
+    if output is not None and not has_matplotlib():
+        fail(needs_matplotlib("the report PNG (-o)") + " (--json alone works without it)")
+    targets = [t for t in (output, json_out) if t is not None]
     check_outputs(targets, [source], force)
 
     def one(src):
         r = measure(src, quality, model=model, device=device)
-        write_atomic(output, render_report(r), overwrite=force)
+        if output is not None:
+            write_atomic(output, render_report(r), overwrite=force)
         if json_out:
             write_atomic(json_out, (json.dumps(r.to_dict(), indent=2) + "\n").encode(), overwrite=force)
         if not quiet:
@@ -62,11 +68,12 @@ def rank(
     """Rank images by the bits per pixel they cost at one quality, most unusual first.
 
     A model trained on normal photos spends many bits where an image is unlike them, so the top
-    of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png.
+    of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png (the
+    contact sheet only with matplotlib, the [plots] extra; without it, a warning says so).
     """
     from ..codec.files import same_file, write_atomic
     from ..ranking import rank as rank_folder
-    from ..reports import render_contact_sheet
+    from ..reports import has_matplotlib, needs_matplotlib, render_contact_sheet
 
     check_quality(quality)
     out = Path(output)
@@ -74,7 +81,8 @@ def rank(
         fail(f"{out}: not a directory")
     if Path(folder).is_dir() and same_file(out, folder):
         fail(f"{out}: the report would land among the images it ranks (choose another folder)")
-    targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")]
+    draw = has_matplotlib()
+    targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")[: 3 if draw else 2]]
     if out.is_dir():
         check_outputs(targets, [], force)
     else:  # created after the work: its parent must take it
@@ -85,7 +93,10 @@ def rank(
         out.mkdir(exist_ok=True)
         write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
         write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
-        write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
+        if draw:
+            write_atomic(targets[2], render_contact_sheet(ranking), overwrite=force)
+        else:
+            say(f"aecodec: warning: contact.png not drawn: {needs_matplotlib('the contact sheet')}")
         if not quiet:
             for row in ranking.rows[:top]:
                 typer.echo(f"{row['rank']:4d}  {row['bpp']:.4f} bpp  {row['file']}", err=True)

@@ -28,7 +28,7 @@ Address = Annotated[Optional[str], typer.Option(
 Workers = Annotated[Optional[int], typer.Option(
     help="Worker processes, each with the model loaded once. Default: one per GPU, else one per CPU core.")]
 CpusPerWorker = Annotated[Optional[int], typer.Option(
-    help="CPU cores (= torch threads) each worker reserves. Default 1, or the cores shared out with --workers.")]
+    help="CPU cores (= the threads of the model's transforms) each worker reserves. Default 1, or the cores shared out with --workers.")]
 GpusPerWorker = Annotated[Optional[float], typer.Option(
     help="GPUs each worker reserves (0: CPU only). Default: 1 when the cluster has GPUs, else 0.")]
 Manifest = Annotated[Optional[str], typer.Option(
@@ -150,13 +150,17 @@ def batch_rd(
     verbose: BatchVerbose = False,
 ) -> None:
     """Rate–distortion of a folder at scale: each image coded at each quality (bpp from the real
-    file, PSNR, MS-SSIM), and the mean curve (rd.json, rd.png)."""
+    file, PSNR, MS-SSIM), and the mean curve (rd.json, rd.png; the plot only with matplotlib, the
+    [plots] extra: without it, a warning says so before the work)."""
     from ..batch.work import RD_QUALITIES
+    from ..reports import has_matplotlib, needs_matplotlib
 
     try:
         qs = RD_QUALITIES if qualities is None else tuple(float(q) for q in qualities.split(","))
     except ValueError:
         fail(f"--qualities must be comma-separated numbers, got {qualities!r}")
+    if not has_matplotlib():
+        say(f"aecodec: warning: rd.png will not be drawn: {needs_matplotlib('the RD plot')}")
     _batch(dict(kind="rd", qualities=qs, effort=effort, model=model, force=force), src, output, address=address,
            workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, manifest=None,
            quiet=quiet, verbose=verbose)

@@ -68,24 +68,26 @@ def check_target(target_size=None, target_bpp=None) -> Callable[[int, int], int]
     return None
 
 
-def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", container: Container | None = None):
+def load_model(model: str | os.PathLike | None = None, *, device: str = "cpu", container: Container | None = None,
+               threads: int | None = None):
     """``(net, model_id, weights_hash)``: the model ``model`` (id, bundle or checkpoint path;
     default: the shipped one), or the one a parsed ``container`` names (id and weights hash), as
-    the codec runs it (:class:`~aecodec.models.runtime.CodecModel`: no torch)."""
+    the codec runs it (:class:`~aecodec.models.runtime.CodecModel`: no torch), its transforms on
+    ``threads`` threads (None: onnxruntime's default)."""
     from ..models import runtime
 
     if container is not None:
         net = runtime.load(model if model is not None else container.model_id, device=device,
-                           weights_hash=container.weights_hash)
+                           weights_hash=container.weights_hash, threads=threads)
     else:
-        net = runtime.load(model, device=device)
+        net = runtime.load(model, device=device, threads=threads)
     return net, net.model_id, net.weights_hash
 
 
 # ----------------------------------------------------------------------------- encode
 def encode(image: ImageLike, quality: float | None = None, *, target_size: int | None = None,
            target_bpp: float | None = None, effort: int = DEFAULT_EFFORT, model: str | os.PathLike | None = None,
-           device: str = "cpu", tile: int = DEFAULT_TILE, progress: bool = False) -> bytes:
+           device: str = "cpu", tile: int = DEFAULT_TILE, progress: bool = False, threads: int | None = None) -> bytes:
     """Encode an image (PIL image, uint8 array or path) to .aec bytes.
 
     Give at most one of ``quality`` (0…100, default 75), ``target_size`` (bytes) or
@@ -95,7 +97,7 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     files (:mod:`~aecodec.codec.refine`; 1 is the plain encoder, the decoder is the same for all);
     ``progress`` shows a progress bar on stderr (on a terminal) while it searches. The image is
     coded in tiles of ``tile`` pixels (a multiple of 64): each tile's latent is computed from the
-    tile plus a margin of context, so memory stays bounded.
+    tile plus a margin of context, so memory stays bounded. ``threads``: :func:`load_model`'s.
     """
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
         raise CodecError("give one of quality, target size or target bpp, not several")
@@ -114,7 +116,7 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
         warnings.warn(f"an image of {w}×{h} = {w * h} pixels is above the decoder's default cap of "
                       f"{fmt.DEFAULT_MAX_PIXELS}: decoding it will need --max-pixels {w * h} "
                       f"(max_pixels= in the API)", stacklevel=2)
-    net, model_id, digest = load_model(model, device=device)
+    net, model_id, digest = load_model(model, device=device, threads=threads)
     with _progress_bar(effort, w, h, tile, budget is not None, progress) as tick:
         if budget is not None:
             return encode_within(net, model_id, digest, rgb, alpha, layout, budget(w, h), tile, effort=effort,
@@ -157,14 +159,14 @@ def _progress_bar(effort: int, width: int, height: int, tile: int, search: bool,
 
 # ----------------------------------------------------------------------------- decode
 def decode(data: bytes, *, device: str = "cpu", max_pixels: int = fmt.DEFAULT_MAX_PIXELS,
-           model: str | os.PathLike | None = None, progress: bool = False) -> Image.Image:
+           model: str | os.PathLike | None = None, progress: bool = False, threads: int | None = None) -> Image.Image:
     """Decode .aec bytes to a PIL image (mode L, LA, RGB or RGBA as encoded).
 
     ``max_pixels`` is the decompression-bomb cap (default :data:`~aecodec.codec.format.DEFAULT_MAX_PIXELS`);
     ``progress`` shows a progress bar on stderr (on a terminal): tiles entropy-decoded, then
-    pieces synthesised."""
+    pieces synthesised; ``threads``: :func:`load_model`'s."""
     c = fmt.unpack(bytes(data), max_pixels=max_pixels)
-    net = load_model(model, device=device, container=c)[0]
+    net = load_model(model, device=device, container=c, threads=threads)[0]
     with _decode_bar(c, progress) as tick:
         return decode_with(net, c, on_progress=tick)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 from PIL import Image
 from typer.testing import CliRunner
 
 import aecodec
 from aecodec.cli import app
-from tests.helpers import PNG_MAGIC, fails, ok, payload_bits, smooth_image
+from tests.helpers import PNG_MAGIC, fails, no_torch_env, ok, payload_bits, smooth_image
 
 runner = CliRunner()
 
@@ -55,3 +57,39 @@ def test_cli_rank_writes_csv_json_and_contact_sheet_and_refuses_to_overwrite(tmp
     fails(runner.invoke(app, ["rank", str(images), "-o", str(out)]), "already exists")
     ok(runner.invoke(app, ["rank", str(images), "-o", str(out), "--force"]))
     fails(runner.invoke(app, ["rank", str(tmp_path / "nope"), "-o", str(out), "--force"]), "not a directory")
+
+
+def test_cli_inspect_needs_one_output():
+    fails(runner.invoke(app, ["inspect", "photo.png"]), "nothing to write: give -o REPORT.png, --json FILE or both")
+
+
+def test_without_torch_and_matplotlib_inspect_writes_json_refuses_the_png_and_rank_skips_only_its_contact_sheet(tmp_path):
+    """A runtime install (no torch, no CompressAI, no matplotlib) does the numbers; a PNG it was
+    asked for is one line and exit 2 before any work, the contact sheet rank always drew a warning."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(2):
+        Image.fromarray(smooth_image(48, 64, seed=seed)).save(images / f"{seed}.png")
+    env = no_torch_env(tmp_path, blocked=("torch", "compressai", "pytorch_msssim", "matplotlib"))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "aecodec", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    js = tmp_path / "report.json"
+    r = run("inspect", str(images / "0.png"), "-q", "60", "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(js.read_text())
+    assert d["totals"]["ssim"] > 0.5 and 0 < d["rate"]["coder_overhead_bits"] <= 2 * 64  # a thumbnail: 2 strings
+
+    r = run("inspect", str(images / "0.png"), "-o", str(tmp_path / "report.png"), "--json", str(tmp_path / "r2.json"))
+    assert r.returncode == 2 and not (tmp_path / "r2.json").exists()
+    assert r.stderr.splitlines() == ["aecodec: error: the report PNG (-o) needs matplotlib: pip install "
+                                     "'aecodec[plots]' (--json alone works without it)"]
+
+    out = tmp_path / "out"
+    r = run("rank", str(images), "-q", "50", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["rank.csv", "rank.json"]
+    assert ("aecodec: warning: contact.png not drawn: the contact sheet needs matplotlib: "
+            "pip install 'aecodec[plots]'") in r.stderr.splitlines()
