@@ -8,7 +8,7 @@ hyper-latent ẑ, the exact fixed-point ``h_s`` gives y's CDF indexes and means,
 gives ŷ — tile by tile for tiled files, each tile's latents placed on the image's latent grid.
 Nothing is re-estimated with a second model path; the bits of each latent symbol are read off the
 very CDF tables that coded it, priced as the file's coder spends them (format 3:
-:func:`aecodec.entropy.bits.symbol_bits`, numpy; formats 1 and 2, CompressAI's rANS:
+:func:`aecodec.entropy.ans.symbol_bits`, numpy; formats 1 and 2, CompressAI's rANS:
 :func:`aecodec.entropy.coding.symbol_bits`, with the torch model those files decode with)::
 
     bits(s) = -log2((cdf[v + 1] - cdf[v]) / 2**16)       v = s - offset[index], in the table
@@ -69,7 +69,7 @@ from .codec import format as fmt
 from .codec.format import Layout
 from .codec.geometry import padded, strip_repeat, unfold
 from .codec.images import prepare_image, to_image
-from .entropy.bits import symbol_bits
+from .entropy.ans import symbol_bits
 from .metrics import psnr_from_mse, squared_error, ssim
 
 __all__ = ["Inspection", "inspect", "finite"]

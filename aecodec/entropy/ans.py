@@ -21,12 +21,13 @@ is the coder's compressed words, little-endian.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import constriction
 import numpy as np
 
-__all__ = ["Tables", "encode", "decode", "max_string", "MAX_VALUE"]
+__all__ = ["Tables", "encode", "decode", "max_string", "symbol_bits", "MAX_VALUE"]
 
 MAX_VALUE = 2**21  # |value| and |offset| the coder takes: v = value − offset within ±2**22, raw < 2**24
 _PRECISION = 16  # the tables' CDF precision (bits)
@@ -202,3 +203,30 @@ def max_string(n_symbols: int, n_escapes_bound: int | None = None) -> int:
     ``⌊(25·n + 29·e) / 32⌋ + 2`` for ``n`` symbols and ``e`` escapes."""
     e = n_symbols if n_escapes_bound is None else max(0, min(n_escapes_bound, n_symbols))
     return _WORD * ((25 * n_symbols + 29 * e) // 32 + 2)
+
+
+_LENGTH_BITS = math.log2(_RAW_BITS + 1)  # an escape's bit length n, coded Uniform(25)
+
+
+def symbol_bits(values, indexes, tables: Tables) -> tuple[np.ndarray, int]:
+    """Bits the v3 coder spends on each symbol: ``(bits, escapes)``, a float64 array shaped like
+    ``values`` and the number of symbols coded as escapes.
+
+    ``values`` and ``indexes`` are integer arrays of one shape (the values as :func:`encode`
+    takes them, each with its table's index); ``tables`` the entropy model's :class:`Tables`.
+    Mirrors :func:`encode`: a value in its table costs ``-log2(freq / 2**16)``; any other the
+    escape symbol's ``-log2(freq / 2**16)``, plus ``log2(25)`` for the bit length ``n`` of its zigzag
+    code and ``n − 1`` bits for the code below its leading one. (The coder quantises the 16-bit
+    frequencies to its 24-bit probabilities, which moves a symbol's cost by a tiny fraction of a bit.)
+    """
+    values = np.asarray(values, np.int64)
+    idx = np.asarray(indexes, np.int64).reshape(values.shape)
+    v = values - tables.offsets[idx]
+    top = tables.lengths[idx] - 2  # the escape symbol of each table
+    escape = (v < 0) | (v >= top)
+    symbol = np.where(escape, top, v)
+    freq = tables.cdfs[idx, symbol + 1] - tables.cdfs[idx, symbol]
+    bits = _PRECISION - np.log2(freq.astype(np.float64))
+    raw = np.where(v < 0, -2 * v - 1, 2 * (v - top))[escape]
+    bits[escape] += _LENGTH_BITS + np.maximum(_bit_length(raw) - 1, 0)
+    return bits, int(escape.sum())

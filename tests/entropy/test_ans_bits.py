@@ -1,4 +1,4 @@
-"""aecodec.entropy.bits: the v3 coder's cost of each symbol — by hand on a small table, and summed
+"""aecodec.entropy.ans.symbol_bits: the v3 coder's cost of each symbol — by hand on a small table, and summed
 against the real strings of real tiles (the map of ``aecodec inspect`` is made of it)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aecodec.entropy import ans
-from aecodec.entropy.bits import symbol_bits
+from aecodec.entropy.ans import symbol_bits
 from tests.entropy.test_ans import _latent, gaussian_tables
 from tests.helpers import KODAK, smooth_image
 
