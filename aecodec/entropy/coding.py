@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from .._compressai import compressai
+from .latents import MAX_LATENT  # |y|, |z| the coders accept: one bound for formats 1, 2 and 3
 
 __all__ = ["TableCoding", "MAX_LATENT", "PRECISION", "codable", "guarded", "symbol_bits"]
 
 _cai = compressai()
 
-MAX_LATENT = 2.0**20  # |y|, |z| the coder accepts: far beyond what g_a gives; within its int32 escape codes
 PRECISION = 16  # CompressAI's rANS probability precision (bits)
 _BYPASS_BITS, _BYPASS_MAX = 4, 15  # CompressAI's rANS bypass mode: 4-bit chunks
 

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["FixedPoint", "ExactHyperSynthesis", "PIECE", "HALO"]
 
-PIECE = 16  # ẑ positions per side of one pass (as aecodec.models.fixed_point)
+PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
 HALO = 2  # ẑ positions of context around a piece: each output of h_s depends on ẑ within ±2
 
 

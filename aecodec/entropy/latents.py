@@ -23,7 +23,7 @@ from .exact import ExactHyperSynthesis, FixedPoint
 
 __all__ = ["HyperpriorCoding", "MAX_LATENT"]
 
-MAX_LATENT = 2.0**20  # |y|, |z| the coder accepts (as aecodec.entropy.coding.MAX_LATENT)
+MAX_LATENT = 2.0**20  # |y|, |z| the coders accept: far beyond what g_a gives; within CompressAI's int32 escape codes
 
 
 def _codable(x: np.ndarray) -> bool:

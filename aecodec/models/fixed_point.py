@@ -42,13 +42,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..entropy.exact import FixedPoint
+from ..entropy.exact import HALO, PIECE, FixedPoint
 from .layers import make_layer
 
 __all__ = ["FixedPoint", "FixedPointHyperSynthesis", "check_bounds", "ste_round", "PIECE", "HALO"]
 
-PIECE = 16  # ẑ positions per side of one pass of the exact path (a 1024-pixel tile in one pass)
-HALO = 2  # ẑ positions of context around a piece: each output of h_s depends on ẑ within ±2
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:

@@ -56,13 +56,6 @@ def test_float16_weights_are_widened_to_the_same_grid(torch_hs):
     assert np.array_equal(ExactHyperSynthesis(half, fp)(z_in), ExactHyperSynthesis(layers, fp)(z_in))
 
 
-def test_piece_constants_match_the_torch_path():
-    pytest.importorskip("torch")
-    from aecodec.models import fixed_point
-
-    assert (exact.PIECE, exact.HALO) == (fixed_point.PIECE, fixed_point.HALO)
-
-
 def test_values_are_on_the_grid_and_the_same_in_one_pass(monkeypatch):
     hs = _small()
     z_in = _z_in((21, 19), seed=2, N=4)
