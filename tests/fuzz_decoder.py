@@ -1,10 +1,12 @@
 """Fuzzing harness for the .aec decoder.
 
 Mutates valid files (bit flips, byte overwrites, truncation, insertion, section-length and
-header-field edits, huge dimensions, other weights hash, shuffled or random rANS payloads — with
+header-field edits, huge dimensions, other weights hash, shuffled or random coded payloads — with
 and without a recomputed CRC, so that mutations also reach the entropy decoder) and feeds random
-bytes. Hostile families of their own: ``tile`` (every tile-size field, valid or not),
-``empty`` (sections of 0 to 7 bytes: too short for a rANS string), ``damage`` (a payload zeroed,
+bytes. The seeds are files of today's format (3) and one of aecodec 0.1's (version 1, CompressAI's
+rANS, decoded through the torch model). Hostile families of their own: ``tile`` (every tile-size field, valid or not),
+``empty`` (sections of 0 to 7 bytes: too short for a rANS string, and for version 3 empty or
+not whole 32-bit words), ``damage`` (a payload zeroed,
 0xFF-filled, tail-flipped or with one byte changed, CRC recomputed) and ``bomb`` (headers declaring
 up to 268 MP — decoded under the default pixel cap (2^26), not the harness's small one — with any tile
 field and tiny sections). Each case is read by the bounded stream reader first, then decoded.
@@ -41,15 +43,31 @@ from aecodec.codec.files import read_file
 MAX_PIXELS = 1 << 16  # the fuzzer's decompression-bomb cap: keeps every accepted case small
 
 
+LEGACY_SEED = "tests/golden/v1-gray16.aec"  # a 16×16 gray file of aecodec 0.1 (format 1)
+
+
 def seeds() -> list[bytes]:
-    """Valid files to mutate: tiny RGB, gray, RGBA and a 2×2-tile image."""
+    """Valid files to mutate: tiny RGB, gray, RGBA and a 2×2-tile image (format 3), and a tiny
+    format-1 file (when the torch model can decode it)."""
+    from pathlib import Path
+
+    from aecodec.models.runtime import has_torch
     from tests.helpers import smooth_image
     import numpy as np
     rgba = np.dstack([smooth_image(12, 10), np.full((12, 10), 200, np.uint8)])
-    return [aecodec.encode(smooth_image(16, 24), quality=50),
+    pool = [aecodec.encode(smooth_image(16, 24), quality=50),
             aecodec.encode(smooth_image(9, 7, channels=1), quality=90),
             aecodec.encode(rgba, quality=10),
             aecodec.encode(smooth_image(70, 100, seed=5), quality=70, tile=64)]
+    legacy = Path(__file__).resolve().parents[1] / LEGACY_SEED
+    if has_torch() and legacy.is_file():
+        pool.append(legacy.read_bytes())
+    return pool
+
+
+def _table(b) -> int:
+    """Where a file's section table starts: after the model id, and the strips field (versions 2, 3)."""
+    return 27 + b[26] + (2 if b[4] >= 2 else 0)
 
 
 def _fix_crc(data: bytes) -> bytes:
@@ -62,18 +80,22 @@ BOMB_KINDS = {"bomb"}  # decoded under the default pixel cap
 
 
 def _rans_like(rng: random.Random, most: int) -> bytes:
-    """Random bytes shaped like a rANS string (a multiple of 4, at least 8), so they pass the format."""
+    """Random bytes shaped like a coded string of any version (a multiple of 4, at least 8), so they
+    pass the format."""
     return bytes(rng.randrange(256) for _ in range(8 + 4 * rng.randrange(most // 4)))
 
 
 def craft(width: int, height: int, tile_units: int, sections: list[bytes], *, weights_hash: str,
-          layout: int = fmt.Layout.RGB, model_id: str = "mean-scale-vr-128") -> bytes:
-    """A version-1 file written byte by byte, as an attacker would: any header field, any
-    sections, a valid CRC (``format.pack`` refuses what this writes)."""
+          layout: int = fmt.Layout.RGB, model_id: str = "mean-scale-vr-128", version: int = fmt.VERSION,
+          strips: int = 1) -> bytes:
+    """A file of ``version`` written byte by byte, as an attacker would: any header field, any
+    sections, a valid CRC (``format.pack`` refuses what this writes). Versions 2 and 3 carry the
+    ``strips`` field."""
     mid = model_id.encode()
-    body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, 1, layout, 5000, width, height, tile_units,
+    body = (struct.pack(">4sBBHIIH8sB", fmt.MAGIC, version, layout, 5000, width, height, tile_units,
                         bytes.fromhex(weights_hash), len(mid))
-            + mid + struct.pack(f">{len(sections)}I", *map(len, sections)) + b"".join(sections))
+            + mid + (struct.pack(">H", strips) if version >= 2 else b"")
+            + struct.pack(f">{len(sections)}I", *map(len, sections)) + b"".join(sections))
     return body + struct.pack(">I", zlib.crc32(body))
 
 
@@ -89,7 +111,8 @@ def _bomb(c: fmt.Container, rng: random.Random) -> bytes:
     style = rng.choice(["empty", "short", "junk"])  # junk: rANS-shaped, so it reaches the entropy decoder
     sections = [b"" if style == "empty" else bytes(4) if style == "short" else _rans_like(rng, 64)
                 for _ in range(n)]
-    return craft(w, h, units % 65536, sections, weights_hash=c.weights_hash, layout=c.layout, model_id=c.model_id)
+    return craft(w, h, units % 65536, sections, weights_hash=c.weights_hash, layout=c.layout, model_id=c.model_id,
+                 version=rng.choice([1, fmt.VERSION]))  # the legacy rules and today's
 
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, bool]:
@@ -109,8 +132,8 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, bool]:
     elif kind == "insert":
         i = rng.randrange(len(b) + 1)
         b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
-    elif kind == "length":  # a section length (the table follows the model id)
-        table = 27 + b[26]
+    elif kind == "length":  # a section length (the table follows the model id and the strips field)
+        table = _table(b)
         n = (len(b) - table - 4) // 4
         if n > 0:
             i = table + 4 * rng.randrange(min(n, 16))
@@ -130,10 +153,10 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes, bool]:
         return kind, fmt.pack(dataclasses.replace(c, tiles=tiles)), True
     elif kind == "tile":  # every tile-size field: valid ones change the grid (or not), others are refused
         b[16:18] = struct.pack(">H", rng.choice([0, 1, 2, 16, 31, 32, 33, 64, 1024, 1025, 65535]))
-    elif kind == "empty":  # sections too short to be rANS strings
-        table = 27 + b[26]
-        n = (len(b) - table - 4) // 4
-        i = table + 4 * rng.randrange(min(n, 8))
+    elif kind == "empty":  # sections too short to be rANS strings (v3: empty, or not whole words)
+        table = _table(b)
+        sections = 2 * len(fmt.unpack(bytes(b)).tiles)
+        i = table + 4 * rng.randrange(min(sections, 8))
         old_len = struct.unpack_from(">I", b, i)[0]
         new_len = rng.randrange(8)
         b[i:i + 4] = struct.pack(">I", new_len)

@@ -76,14 +76,23 @@ def decode_tiles(net: CodingModel, c: Container) -> Iterator[tuple[tuple[int, in
     ``latents`` being ``net.decode_latents``'s ``z_hat``, ``indexes``, ``means`` and ``y_hat`` —
     everything the decoder sees, bit-identical on every device. Every section is first checked
     against the longest string the model's own M and N channels can make
-    (:func:`~aecodec.codec.format.check_sections`), before any tile is decoded. A damaged string:
-    FormatError."""
+    (:func:`~aecodec.codec.format.check_sections`), and no section of a version-3 file may be empty,
+    before any tile is decoded. A damaged string: FormatError."""
     s = net.config.stride
     w, h = c.coded_size
     hp, wp = padded(h, w, s)
     lengths = [len(b) for zy in c.tiles for b in zy] + ([len(c.alpha)] if c.alpha is not None else [])
     fmt.check_sections(lengths, c.width, c.height, c.strips, c.tile, c.layout, c.version, y_channels=net.config.M,
                        z_channels=net.config.N, model=c.model_id)
+    if c.version not in fmt.LEGACY:
+        # Version 3's coder starts from a zero state, which the lowest symbol of every table leaves at
+        # zero: an empty string is the code of a tile whose every latent sits at its table's lowest
+        # value — noise that no image encodes to (real strings are 12 bytes and more). A file of empty
+        # sections (a few bytes claiming any size) would decode to a noise image: refused first.
+        for t, zy in enumerate(c.tiles):
+            for which, string in zip("zy", zy):
+                if not string:
+                    raise FormatError(f"corrupt latent data (empty {which} string of tile {t + 1})")
     if c.version in fmt.LEGACY:  # CompressAI's coder: the torch model decodes these
         net.torch_model(f"decoding this format-{c.version} file (written by aecodec 0.1 with CompressAI's coder; "
                         f"`aecodec upgrade` re-codes it as format {fmt.VERSION}, which the runtime reads)")

@@ -1,6 +1,7 @@
-"""Start-up: each command imports what it needs and nothing else (torch only to code, Ray never for one image).
+"""Start-up: each command imports what it needs and nothing else (torch never to code at effort 1 — the
+runtime is onnxruntime and numpy —, Ray never for one image).
 
-The CLI answers in about the time of ``import torch`` plus the coding itself; benchmarks/speed.py measures it."""
+The CLI answers in about the time of ``import onnxruntime`` plus the coding itself; benchmarks/speed.py measures it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import aecodec.samples
 
 # pydantic: typer 0.29+ imports it to parse every command's options (pyproject pins typer below 0.29).
 # PIL.TiffImagePlugin: one of the plugins Image.init() imports all of (45 ms), needed for PNG in or out.
-HEAVY = ("torch", "scipy.stats._stats_py", "matplotlib", "torchvision", "aecodec.train", "benchmarks", "pydantic",
+HEAVY = ("torch", "compressai", "scipy.stats._stats_py", "matplotlib", "torchvision", "aecodec.train", "benchmarks", "pydantic",
          "aecodec.batch", "PIL.TiffImagePlugin")
 
 
@@ -28,14 +29,21 @@ def _modules_after(*cli_args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_encode_and_decode_import_torch_but_not_scipy_stats_plotting_training_torchvision_pydantic_or_ray_batches(
+def test_encode_and_decode_import_neither_torch_nor_scipy_stats_plotting_training_torchvision_pydantic_or_ray_batches(
         tmp_path):
     aec, png = str(tmp_path / "s.aec"), str(tmp_path / "s.png")
     enc = _modules_after("encode", str(aecodec.samples.path()), "-o", aec, "-q", "50", "--quiet")
     dec = _modules_after("decode", aec, "-o", png, "--quiet")
-    for seen in (enc, dec):
+    up = _modules_after("upgrade", aec, "-o", str(tmp_path / "u.aec"), "--quiet")  # a version-3 file: copied
+    for seen in (enc, dec, up):
         assert seen.pop("rc") == 0
-        assert seen == {"torch": True, **{m: False for m in HEAVY[1:]}}, seen
+        assert seen == {m: False for m in HEAVY}, seen
+
+
+def test_encode_at_effort_2_imports_torch_for_its_search(tmp_path):
+    seen = _modules_after("encode", str(aecodec.samples.path()), "-o", str(tmp_path / "s.aec"), "-q", "50", "-e", "2",
+                          "--quiet")
+    assert seen.pop("rc") == 0 and seen["torch"] and not seen["aecodec.train"], seen
 
 
 def test_info_and_version_do_not_import_torch(tmp_path):
