@@ -41,24 +41,66 @@ def test_the_shipped_graphs_match_the_torch_model(net):
     assert diffs["pixels"] <= 1
 
 
+def _phase_kernel(w: np.ndarray) -> np.ndarray:
+    """The 3×3 kernel of the four output phases of a 5×5 stride-2 transposed convolution
+    (padding 2, output padding 1), output channel (2·rh + rw)·Cout + co as DepthToSpace's DCR
+    mode reads: output row 2m + rh sums x[m + jh − 1]·w[rh + 4 − 2·jh] (tap 5: none, zero)."""
+    cin, cout = w.shape[:2]
+    k = np.zeros((4 * cout, cin, 3, 3), w.dtype)
+    for rh in range(2):
+        for rw in range(2):
+            for jh in range(3):
+                for jw in range(3):
+                    th, tw = rh + 4 - 2 * jh, rw + 4 - 2 * jw
+                    if th < 5 and tw < 5:
+                        k[(2 * rh + rw) * cout:(2 * rh + rw + 1) * cout, :, jh, jw] = w[:, :, th, tw].T
+    return k
+
+
 def test_the_shipped_graphs_hold_exactly_the_models_weights_mostly_in_float16(net):
     sd = {f"model.{k}": v.numpy() for k, v in net.state_dict().items()}
     for name, data in read_bundle(SHIPPED_DIR / "mean-scale-vr-128.runtime.npz").graphs.items():
         graph = onnx.load_from_string(data)
         sizes = {np.float16: 0, np.float32: 0}
+        phased = 0
         for init in graph.graph.initializer:
             w = numpy_helper.to_array(init)
             key = init.name.removesuffix(".f16")
             if key in sd:
                 assert np.array_equal(w.astype(np.float32), sd[key]), key
+            elif key.endswith(".weight.phases"):  # g_s's transposed convolutions, as convolutions of 4 phases
+                assert np.array_equal(w.astype(np.float32), _phase_kernel(sd[key.removesuffix(".phases")])), key
+                phased += 1
+            elif key.endswith(".bias.phases"):
+                assert np.array_equal(w, np.tile(sd[key.removesuffix(".phases")], 4)), key
             if w.dtype in (np.float16, np.float32):
                 sizes[w.dtype.type] += w.size
+        assert phased == (4 if name == "g_s" else 0), name
         assert sizes[np.float16] > 20 * sizes[np.float32], name  # GDN's parameters stay float32
+
+
+def test_the_shipped_g_s_has_no_transposed_convolution_and_matches_torch_on_odd_latents(net):
+    from aecodec.models.transforms import OnnxTransforms
+
+    graphs = read_bundle(SHIPPED_DIR / "mean-scale-vr-128.runtime.npz").graphs
+    ops = {n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node}
+    assert "ConvTranspose" not in ops and "DepthToSpace" in ops  # onnxruntime's ConvTranspose: a whole col2im buffer
+    ort = OnnxTransforms(graphs, source="shipped")
+    gen = torch.Generator().manual_seed(0)
+    for h, w in ((1, 1), (3, 5), (2, 7)):
+        y = torch.randn(1, net.config.M, h, w, generator=gen) * 4
+        with torch.inference_mode():
+            ref = net.synthesis(y.contiguous(memory_format=torch.channels_last)).contiguous().numpy()
+        got = ort.synthesis(y.numpy())
+        assert got.shape == ref.shape == (1, 3, 16 * h, 16 * w)
+        assert np.abs(got - ref).max() < TOLERANCE, (h, w)
 
 
 def test_a_model_with_the_aux_shortcut_exports_and_matches(aux_model):
     graphs = export_graphs(aux_model)
     assert set(graphs) == {"g_a", "h_a", "g_s"}
+    ops = [n.op_type for n in onnx.load_from_string(graphs["g_s"]).graph.node]
+    assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 5  # g_s's four and the Haar shortcut's
     diffs = check_graphs(aux_model, graphs, sizes=((64, 64), (128, 192)))
     assert max(diffs[g] for g in ("g_a", "h_a", "g_s")) < TOLERANCE, diffs
     assert diffs["pixels"] <= 1

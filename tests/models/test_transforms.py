@@ -39,6 +39,7 @@ def test_sessions_are_made_on_first_use_one_per_graph(graphs):
     opts = t.session("g_s").get_session_options()
     assert opts.intra_op_num_threads == 1
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.enable_mem_pattern is False and opts.enable_cpu_mem_arena is True  # steady memory over runs
     z = t.hyper_analysis(t.analysis(np.full((1, 3, 64, 128), 0.5, np.float32)))
     assert z.shape == (1, 128, 1, 2)
 
