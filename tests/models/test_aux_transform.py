@@ -8,6 +8,7 @@ import torch
 
 from aecodec.codec import api
 from aecodec.codec import format as fmt
+from aecodec.models import runtime
 from aecodec.models.aux_transform import HaarAnalysis, HaarSynthesis, haar_basis
 from aecodec.models.checkpoint import load_checkpoint
 from aecodec.train import export, train
@@ -42,10 +43,11 @@ def test_an_auxt_model_trains_its_shortcut_and_codes_real_files(data_dir, tmp_pa
     export(tmp_path / "run.pt", tmp_path / "w.pt", log=lambda *_: None)
     model, ck = load_checkpoint(tmp_path / "w.pt")
     assert model.config.aux_transform and model.aux_s.proj.weight.any()  # it learned
+    net = runtime.from_torch(model, ck["model_id"], ck["weights_hash"])  # the codec over the torch model's transforms
     rgb = smooth_image(72, 100, seed=5)
-    data = api.encode_with(model, ck["model_id"], ck["weights_hash"][:16], rgb, None, fmt.Layout.RGB, 50)
-    out = np.asarray(api.decode_with(model, fmt.unpack(data)))
+    data = api.encode_with(net, ck["model_id"], ck["weights_hash"][:16], rgb, None, fmt.Layout.RGB, 50)
+    out = np.asarray(api.decode_with(net, fmt.unpack(data)))
     assert out.shape == rgb.shape and out.dtype == np.uint8
     # The shortcut is part of the decoder: without it the same file decodes to other pixels.
     model.aux_s = None
-    assert not np.array_equal(np.asarray(api.decode_with(model, fmt.unpack(data))), out)
+    assert not np.array_equal(np.asarray(api.decode_with(net, fmt.unpack(data))), out)

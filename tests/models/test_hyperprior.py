@@ -35,7 +35,7 @@ def test_channels_last_synthesis_gives_the_same_bits_as_the_planar_one(net, imag
 def test_the_searchs_synthesis_is_the_models_g_s_values_and_gradients():
     import torch
 
-    net, _, _ = api.load_model()
+    net = api.load_model()[0].torch_model()  # the torch model of the codec's weights, which the search runs
     y = (3 * torch.randn(1, net.config.M, 4, 6, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
     ours, theirs = net.search_synthesis()(y), net.synthesis(y)
     assert ours.shape == theirs.shape and torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
