@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import FormatError, one_line
+from ..errors import FormatError, ModelError, one_line
 from . import format as fmt
 from .format import Container
 from .geometry import DEFAULT_TILE, pad_to_stride, padded, tile_grid, tile_rects
@@ -64,6 +64,9 @@ def pack_tiles(net: CodingModel, model_id: str, weights_hash: str, width: int, h
     tiles = []
     for y, z in coded:
         out = net.compress_latents(y, z)
+        if not (out["z"] and out["y"]):  # the decoder refuses empty strings (decode_tiles): never write one
+            raise ModelError(f"{getattr(net, 'source', model_id)}: its latents of tile {len(tiles) + 1} code to "
+                             "an empty string, which no decoder accepts: this image cannot be coded with these weights")
         tiles.append((out["z"], out["y"]))
     return fmt.pack(Container(width=width, height=height, layout=layout, quality=quality, model_id=model_id,
                               weights_hash=weights_hash, tile=tile, tiles=tuple(tiles), alpha=alpha_png,
