@@ -39,16 +39,18 @@ def check_tile(tile) -> bool:
     return isinstance(tile, int) and not tile % TILE_UNIT and TILE_UNIT <= tile <= MAX_TILE
 
 
-def tile_rects(height: int, width: int, tile: int):
+def tile_rects(height: int, width: int, tile: int, margin: int | None = None):
     """Tiles (y0, y1, x0, x1) over the image padded to the stride, raster order, with their
-    context region (ry0, ry1, rx0, rx1) = the tile grown by MARGIN, clipped to the padded image."""
+    context region (ry0, ry1, rx0, rx1) = the tile grown by ``margin`` (default :data:`MARGIN`),
+    clipped to the padded image."""
+    margin = MARGIN if margin is None else margin
     rows, cols = tile_grid(width, height, tile)
     for r in range(rows):
         for c in range(cols):
             y0, y1 = r * tile, min(height, (r + 1) * tile)
             x0, x1 = c * tile, min(width, (c + 1) * tile)
-            yield (y0, y1, x0, x1), (max(0, y0 - MARGIN), min(height, y1 + MARGIN),
-                                     max(0, x0 - MARGIN), min(width, x1 + MARGIN))
+            yield (y0, y1, x0, x1), (max(0, y0 - margin), min(height, y1 + margin),
+                                     max(0, x0 - margin), min(width, x1 + margin))
 
 
 def padded(height: int, width: int, stride: int = TILE_UNIT) -> tuple[int, int]:

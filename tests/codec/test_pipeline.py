@@ -53,9 +53,23 @@ def test_decode_works_in_pieces_bounded_by_the_decoder_not_by_the_files_tile(mon
     monkeypatch.setattr(type(net.coding.h_s), "_run", run)
     out = np.asarray(aecodec.decode(data))
     ls = net.config.stride // 4
-    assert len(synth_windows) == 2  # 1100 px wide: two pieces of at most 1024
-    assert max(max(w) for w in synth_windows) <= (pipeline.SYNTH_PIECE + 2 * geometry.MARGIN) // ls
+    assert len(synth_windows) == pipeline.synthesis_pieces(fmt.unpack(data)) == 3  # 1100 px wide: 3 pieces of 384
+    assert max(max(w) for w in synth_windows) <= (pipeline.SYNTH_PIECE + 2 * pipeline.SYNTH_MARGIN) // ls
     # the same pixels as a file with 1024-pixel tiles would give (same quality, seamless)
     assert 10 * np.log10(255**2 / ((out.astype(float) - img) ** 2).mean()) > 25
     # h_s: the hyper-latent is 5 × 18 positions; with PIECE 16 that is two pieces
     assert len(hs_inputs) == 2 and max(max(s) for s in hs_inputs) <= exact.PIECE + 2 * exact.HALO
+
+
+def test_synthesis_pieces_join_exactly(monkeypatch):
+    """g_s reaches less than SYNTH_MARGIN pixels: an image synthesised in pieces is bit-identical
+    to the same image synthesised in one pass."""
+    data = aecodec.encode(smooth_image(500, 900, seed=5), quality=60)
+    c = fmt.unpack(data)
+    net = runtime.load()
+    y_hat = pipeline.decode_y_hat(net, c)
+    pieces = pipeline.synthesize_image(net, c, y_hat)
+    assert pipeline.synthesis_pieces(c) == 6
+    monkeypatch.setattr(pipeline, "SYNTH_PIECE", 1024)
+    assert pipeline.synthesis_pieces(c) == 1
+    assert np.array_equal(pieces, pipeline.synthesize_image(net, c, y_hat))
