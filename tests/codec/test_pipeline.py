@@ -6,7 +6,7 @@ import numpy as np
 
 import aecodec
 from aecodec.codec import format as fmt
-from aecodec.codec import geometry, pipeline
+from aecodec.codec import pipeline
 from aecodec.metrics import psnr
 from aecodec.entropy import exact
 from aecodec.models import runtime
