@@ -75,12 +75,16 @@ def guard(quiet: bool, src: str):
     """One item's errors as one line each, then :class:`ItemFailed`: aecodec's own
     (:class:`~aecodec.errors.AecodecError`), a failed read or write, running out of memory, and
     torch's RuntimeError (e.g. "DefaultCPUAllocator: can't allocate memory: …"). aecodec's
-    warnings are shown as one line each (not with ``quiet``)."""
+    warnings are shown as one line each (not with ``quiet``). An error that is no input's fault
+    (``whole_command``: a missing extra, e.g. PyTorch for a format-1 file) goes through: the
+    command stops with one line, exit 2."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
         except AecodecError as exc:
+            if getattr(exc, "whole_command", False):
+                raise
             error(str(exc))
             raise ItemFailed from None
         except OSError as exc:

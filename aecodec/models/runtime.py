@@ -34,7 +34,8 @@ from .bundle import BUNDLE_SUFFIX, bundle_path, read_bundle
 from .config import HyperpriorConfig
 from .zoo import DEFAULT_MODEL_ID, checkpoint_dirs
 
-__all__ = ["CodecModel", "TorchTransforms", "load", "has_torch", "require_torch", "TRAIN_HINT", "check_device"]
+__all__ = ["CodecModel", "TorchTransforms", "load", "has_torch", "require_torch", "TorchMissing", "TRAIN_HINT",
+           "check_device"]
 
 TRAIN_HINT = "pip install 'aecodec[train]'"
 
@@ -44,11 +45,18 @@ def has_torch() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "compressai"))
 
 
+class TorchMissing(CodecError):
+    """What needs the ``[train]`` extra, where it is not installed. Not one input's fault: the command
+    line stops on it (one line, exit 2) instead of going on to the next input (``whole_command``)."""
+
+    whole_command = True
+
+
 def require_torch(what: str) -> None:
-    """A :class:`CodecError` (exit 2 on the command line) saying that ``what`` needs the
-    ``[train]`` extra, when it is not installed."""
+    """A :class:`TorchMissing` (a CodecError; exit 2 on the command line) saying that ``what`` needs
+    the ``[train]`` extra, when it is not installed."""
     if not has_torch():
-        raise CodecError(f"{what} needs PyTorch: {TRAIN_HINT}")
+        raise TorchMissing(f"{what} needs PyTorch: {TRAIN_HINT}")
 
 
 def check_device(device: str) -> str:
