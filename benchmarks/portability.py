@@ -52,11 +52,11 @@ def check(files: list[Path], encode_device: str, decode_device: str, qualities=(
                 break
             rgb = load_rgb(f)
             data = _on(encode_device, encode_threads, lambda d: aecodec.encode(rgb, q, device=d, model=model))
-            y_enc = _on(encode_device, encode_threads, lambda d: decode_latents(data, device=d, model=model).cpu())
-            y_dec = _on(decode_device, decode_threads, lambda d: decode_latents(data, device=d, model=model).cpu())
+            y_enc = _on(encode_device, encode_threads, lambda d: decode_latents(data, device=d, model=model))
+            y_dec = _on(decode_device, decode_threads, lambda d: decode_latents(data, device=d, model=model))
             p_enc = np.asarray(_on(encode_device, encode_threads, lambda d: aecodec.decode(data, device=d, model=model)))
             p_dec = np.asarray(_on(decode_device, decode_threads, lambda d: aecodec.decode(data, device=d, model=model)))
-            same = bool(torch.equal(y_enc, y_dec))
+            same = bool(np.array_equal(y_enc, y_dec))
             diff = int(np.abs(p_enc.astype(int) - p_dec.astype(int)).max())
             good = same and diff <= 1
             ok += good

@@ -85,12 +85,15 @@ def _time(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
-def speed(img: np.ndarray, engine: str, quality: float, repeat: int, model=None) -> dict:
-    data = aecodec.encode(img, quality, model=model)
-    enc, enc_min = _time(lambda: aecodec.encode(img, quality, model=model), repeat)
-    dec, dec_min = _time(lambda: aecodec.decode(data, model=model), repeat)
+def speed(img: np.ndarray, device: str, quality: float, repeat: int, model=None) -> dict:
+    """Encode and decode of ``img`` through the API on ``device``, with ``model`` (default: the
+    shipped runtime bundle, onnxruntime; a ``.pt`` checkpoint: its torch model's transforms)."""
+    data = aecodec.encode(img, quality, device=device, model=model)
+    enc, enc_min = _time(lambda: aecodec.encode(img, quality, device=device, model=model), repeat)
+    dec, dec_min = _time(lambda: aecodec.decode(data, device=device, model=model), repeat)
     mp = img.shape[0] * img.shape[1] / 1e6
-    return {"engine": engine, "size": f"{img.shape[1]}x{img.shape[0]}", "megapixels": round(mp, 2),
+    engine = "torch" if str(model).endswith(".pt") else "onnxruntime"
+    return {"engine": engine, "device": device, "size": f"{img.shape[1]}x{img.shape[0]}", "megapixels": round(mp, 2),
             "bpp": round(8 * len(data) / (mp * 1e6), 4), "encode_s": round(enc, 3), "decode_s": round(dec, 3),
             "encode_min_s": round(enc_min, 3), "decode_min_s": round(dec_min, 3),
             "encode_MPps": round(mp / enc, 2), "decode_MPps": round(mp / dec, 2)}
@@ -241,9 +244,9 @@ def main(argv=None) -> int:
     large = mosaic(a.kodak, a.large_megapixels)
     rows = []
     torch_weights = SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt"  # the same weights, the torch model's transforms
-    for engine, model in (("onnxruntime", None), ("torch", torch_weights)):
+    for model in (None, torch_weights):
         for img, rep in ((kodim, a.repeat), (large, max(1, a.repeat // 3))):
-            rows.append(speed(img, engine, a.quality, rep, model))
+            rows.append(speed(img, "cpu", a.quality, rep, model))
             print(json.dumps(rows[-1]), flush=True)
     result["classical"] = classical(kodim, a.repeat)
     print(json.dumps(result["classical"]), flush=True)

@@ -61,7 +61,8 @@ def require_torch(what: str) -> None:
 
 def check_device(device: str) -> str:
     """``cpu``, ``cuda`` or ``auto`` (cuda when onnxruntime has its CUDA provider), checked: the
-    device the transforms run on. (Training picks its torch device with :func:`aecodec.device.pick_device`.)"""
+    device onnxruntime runs a bundle's transforms on. (A checkpoint's torch model, and training, go
+    to the device :func:`aecodec.device.pick_device` picks.)"""
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
     if device == "cpu":
@@ -219,6 +220,7 @@ def from_torch(net, model_id: str, weights_hash: str) -> CodecModel:
 def _from_bundle(path: Path, device: str, threads: int | None) -> CodecModel:
     from .transforms import OnnxTransforms
 
+    device = check_device(device)
     b = read_bundle(path)
     config = HyperpriorConfig.from_dict(b.config)
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
@@ -229,9 +231,10 @@ def _from_bundle(path: Path, device: str, threads: int | None) -> CodecModel:
 def _from_checkpoint(path: Path, device: str) -> CodecModel:
     require_torch(f"{path} is a PyTorch checkpoint without a runtime bundle ({bundle_path(path).name}); "
                   "using it (or making the bundle with aecodec export)")
+    from ..device import pick_device
     from . import zoo
 
-    net, model_id, digest = zoo.load(str(path), device="cuda" if device.startswith("cuda") else "cpu")
+    net, model_id, digest = zoo.load(str(path), device=pick_device(device))
     return from_torch(net, model_id, digest)
 
 
@@ -264,8 +267,10 @@ def load(model: str | os.PathLike | None = None, *, weights_hash: str | None = N
          threads: int | None = None) -> CodecModel:
     """The model ``model`` (an id — default: the shipped one — or a bundle or checkpoint path),
     cached per process. With ``weights_hash`` (decoding), the id's files are searched for those
-    weights; ModelNotFound names what is installed otherwise."""
-    device = check_device(device)
+    weights; ModelNotFound names what is installed otherwise. ``device``: auto, cpu or cuda
+    (:func:`check_device` for a bundle; a checkpoint's torch model goes to torch's device)."""
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
     path = _path(model) if model is not None else None
     paths = [path] if path is not None else _files(str(model or DEFAULT_MODEL_ID))
     name = str(model or DEFAULT_MODEL_ID)
