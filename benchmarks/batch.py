@@ -8,7 +8,7 @@ workers, the model), run ``--repeat`` times, interleaved, on the folder and on t
 of the .aec files of the images:
 
 - ``cli-loop``: a shell loop, one ``aecodec encode`` process per image;
-- ``cli``: one ``aecodec encode IMAGE… -o DIR/`` process (one image after another, torch's threads);
+- ``cli``: one ``aecodec encode IMAGE… -o DIR/`` process (one image after another, onnxruntime's threads);
 - ``ray-1``: ``aecodec batch encode`` with one worker of all the cores;
 - ``ray-N``: N workers of one core each (N = the cores).
 
@@ -138,8 +138,9 @@ def _size(path: Path) -> tuple[int, int]:
 def markdown(res: dict, path: str, page_dir: Path | None = None) -> str:
     """The batch block: ``path`` (the results file) linked relative to ``page_dir`` (None: as given)."""
     m, n = res["machine"], res["images"]
-    lines = [f"**Many images** (`{res['command']}`, {res['date']}, {m['cpu']}, {res['cores']} cores, torch "
-             f"{m['torch']}, Ray {m['ray']}, {m['steal_percent']} % of the CPU time taken by the host; "
+    engine = f"onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else f"torch {m['torch']}"
+    lines = [f"**Many images** (`{res['command']}`, {res['date']}, {m['cpu']}, {res['cores']} cores, {engine}, "
+             f"Ray {m['ray']}, {m['steal_percent']} % of the CPU time taken by the host; "
              f"[`{path}`]({page_link(path, page_dir)})): {n} images of {res['folder']} ({res['size']}), quality 75. "
              f"Each configuration "
              f"is one whole command over the folder, start-up included (Python, Ray, the workers, the model), best "
@@ -171,8 +172,9 @@ def main(argv=None) -> int:
     ap.add_argument("--page", "--readme", type=Path, nargs="?", const=BATCH_PAGE, metavar="PAGE",
                     help=f"Rewrite this page's <!-- batch:begin --> block (no value: {BATCH_PAGE}).")
     a = ap.parse_args(argv)
+    from importlib.metadata import version
+
     import ray
-    import torch
 
     threads = os.cpu_count() or 1
     s0 = _steal()
@@ -184,7 +186,7 @@ def main(argv=None) -> int:
     cmd += ([f"--repeat {a.repeat}"] if a.repeat != 2 else []) + ([f"--limit {a.limit}"] if a.limit else [])
     res = {"command": " ".join(cmd), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
            "minutes": round((time.time() - t0) / 60, 1),
-           "machine": {"cpu": cpu_name(), "torch": torch.__version__, "ray": ray.__version__,
+           "machine": {"cpu": cpu_name(), "onnxruntime": version("onnxruntime"), "ray": ray.__version__,
                        "steal_percent": round(steal, 1)}, **res}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2) + "\n")

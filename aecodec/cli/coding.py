@@ -47,10 +47,7 @@ def encode(
         api.check_target(size, target_bpp)  # before any input is read
     except AecodecError as exc:
         fail(f"--target-bpp: {exc}")
-    if effort > 1:  # the search runs on torch: without it, one line and exit 2 before any input is read
-        from ..models.runtime import require_torch
-
-        require_torch(f"effort {effort} (the encoder search, which differentiates through the model)")
+    api.check_effort(effort)  # above 1 the search runs on torch: without it, one line and exit 2, before any input
 
     def one(pair):
         src, dst = pair

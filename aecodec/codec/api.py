@@ -21,7 +21,6 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CodecError
-from ..models.runtime import require_torch
 from . import format as fmt
 from .format import Container, FormatError, Layout
 from .geometry import DEFAULT_TILE, check_tile, coded_size, fold, strips_for, tile_grid, unfold
@@ -102,9 +101,7 @@ def encode(image: ImageLike, quality: float | None = None, *, target_size: int |
     if sum(v is not None for v in (quality, target_size, target_bpp)) > 1:
         raise CodecError("give one of quality, target size or target bpp, not several")
     q = check_quality(DEFAULT_QUALITY if quality is None else quality)
-    effort = check_effort(effort)
-    if effort > 1:
-        require_torch(f"effort {effort} (the encoder search, which differentiates through the model)")
+    effort = check_effort(effort)  # above 1 without torch: one line naming the [train] extra
     if not check_tile(tile):
         raise CodecError(f"tile size must be a multiple of {fmt.TILE_UNIT} up to {fmt.MAX_TILE}, got {tile}")
     budget = check_target(target_size, target_bpp)

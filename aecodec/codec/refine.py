@@ -50,9 +50,14 @@ LUMA = (0.299, 0.587, 0.114)  # Pillow's RGB → L, what the decoder applies to 
 
 
 def check_effort(effort) -> int:
-    """The effort as an int 1…9, or :class:`CodecError`."""
+    """The effort as an int 1…9, or :class:`CodecError`; above 1 the search runs on the torch model,
+    so without the ``[train]`` extra that is one line naming it (:func:`~aecodec.models.runtime.require_torch`)."""
     if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or effort not in EFFORTS:
         raise CodecError(f"effort must be an integer from 1 to 9, got {effort!r}")
+    if effort > 1:
+        from ..models.runtime import require_torch
+
+        require_torch(f"effort {effort} (the encoder search, which differentiates through the model)")
     return int(effort)
 
 
