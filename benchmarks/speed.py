@@ -108,13 +108,14 @@ def _steal() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
-def _process(argv: list[str], threads: int, extra_env: dict | None = None) -> tuple[float, float]:
+def _process(argv: list[str], threads: int, extra_env: dict | None = None, cwd=None) -> tuple[float, float]:
     """Wall time (s) and peak resident memory (MB) of one process, run under ``/usr/bin/time``: a
-    child forked from this process would report at least this process's RSS."""
+    child forked from this process would report at least this process's RSS. ``cwd``: where it runs
+    (``python -m`` puts it first on the import path: never a checkout, whose aecodec would win)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(extra_env or {})}
     t = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kB %M", *argv], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, env=env)
+                       stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - t
     if r.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed: {r.stderr[-2000:]}")
@@ -145,10 +146,10 @@ def commands(image: Path, quality: float, repeat: int, threads: int, runtime: st
         times: dict[str, list] = {k: [] for k in runs}
         for name in ("encode", "baseline encode"):  # warm the page cache; makes the files decode and info read
             if name in runs:
-                _process(runs[name], threads, env.get(name))
+                _process(runs[name], threads, env.get(name), cwd=d)
         for _ in range(repeat):
             for name, argv in runs.items():
-                times[name].append(_process(argv, threads, env.get(name)))
+                times[name].append(_process(argv, threads, env.get(name), cwd=d))
     return {name: {"min_s": round(min(w for w, _ in t), 2), "median_s": round(statistics.median(w for w, _ in t), 2),
                    "peak_rss_MB": round(max(m for _, m in t))} for name, t in times.items()}
 
@@ -199,7 +200,7 @@ def peak_rss(img: np.ndarray, quality: float, threads: int, runtime: str) -> dic
         res = {}
         for name, args in (("encode", ["encode", str(src), "-o", str(aec), "-q", str(quality), "--device", "cpu"]),
                            ("decode", ["decode", str(aec), "-o", str(out), "--device", "cpu"])):
-            wall, mb = _process([runtime, "-m", "aecodec", *args], threads)
+            wall, mb = _process([runtime, "-m", "aecodec", *args], threads, cwd=d)
             res[f"{name}_peak_rss_MB"] = round(mb)
             res[f"{name}_wall_s"] = round(wall, 1)
         res["file_bytes"] = aec.stat().st_size
