@@ -45,7 +45,9 @@ sys.path.insert(0, str(ROOT))  # the working tree is the package there (nothing 
 LIMIT_MIB = 64  # what one device call carries, the working tree included
 BACK_MIB = 15  # parts of the weights that come back (files of at most 16 MiB)
 MARGIN_MIB = 1.5
-WHEELS = {"compressai": "1.2.8", "pytorch_msssim": "1.0.0"}  # what the device machine lacks
+# What the device machine lacks: training's entropy models, its loss, and the coder its evaluation
+# codes real files with (format 3). The runtime bundle (onnx) is made by `land`, here.
+WHEELS = {"compressai": "1.2.8", "pytorch_msssim": "1.0.0", "constriction": "0.5.0"}
 KODAK_QUALITY = 95  # Kodak travels as JPEG 4:4:4 q 95 (4.5 MiB instead of 15)
 PREFLIGHT_S = 90
 
@@ -233,7 +235,7 @@ def install_wheels(job: Job, carry: Path, require: bool) -> None:
         if fits:
             found.append(fits[0])
         elif require:
-            missing.append(f"{name}-{version}-{tag if name == 'compressai' else 'py3-none-any'}*.whl")
+            missing.append(f"{name}-{version}-{tag if name in ('compressai', 'constriction') else 'py3-none-any'}*.whl")
     if missing:
         raise JobFailed("wheels", f"missing wheel(s) in {carry / 'wheels'}: {', '.join(missing)}",
                         "run `python scripts/device_job.py pack` here and carry .carry")
@@ -472,7 +474,7 @@ def export_and_write(job: Job, chunk: Path) -> Path:
 
     job.begin("export")
     weights = chunk.with_name("weights.pt")
-    export(chunk, weights, storage="fp32", log=lambda s: print(s, flush=True))
+    export(chunk, weights, storage="fp32", bundle=False, log=lambda s: print(s, flush=True))  # `land` makes the bundle
     data = weights.read_bytes()
     for i in range(0, len(data), BACK_MIB * 2**20):
         (job.out / f"weights.pt.part-{i // (BACK_MIB * 2**20):02d}").write_bytes(data[i:i + BACK_MIB * 2**20])
@@ -624,16 +626,24 @@ def join(a) -> int:
 def land(a) -> int:
     """Benchmark WEIGHTS on all of Kodak (with every codec, as the README shows them) and ship them
     only if their BD-rate against JPEG 4:2:0 beats the shipped weights' by at least --min-gain points."""
+    from aecodec.models.bundle import bundle_path
     from aecodec.models.checkpoint import load_checkpoint
     from aecodec.models.zoo import DEFAULT_MODEL_ID, SHIPPED_DIR
     from aecodec.train import export
 
     shipped = SHIPPED_DIR / f"{DEFAULT_MODEL_ID}.pt"
+    files = [shipped, bundle_path(shipped)]  # the weights and their runtime bundle (export writes both)
     record = json.loads(shipped.with_suffix(".json").read_text())
     before = record["kodak"]["bd_rate_psnr"]["jpeg-420"]
     _, c = load_checkpoint(a.weights)  # readable, hash verified
-    keep = shipped.with_name(shipped.name + ".keep")
-    shutil.copy(shipped, keep)
+    kept = [f.with_name(f.name + ".keep") for f in files]
+    for f, k in zip(files, kept):
+        shutil.copy(f, k)
+
+    def restore():
+        for f, k in zip(files, kept):
+            shutil.move(k, f)
+
     results = ROOT / "benchmarks/results/kodak"
     tmp = Path(tempfile.mkdtemp(prefix="aec-land-"))
     try:
@@ -650,13 +660,14 @@ def land(a) -> int:
         if not after <= before - a.min_gain:
             raise SystemExit(f"land: not better by {a.min_gain} points; shipped weights unchanged")
     except BaseException:
-        shutil.move(keep, shipped)
+        restore()
         raise
     if a.check:
-        shutil.move(keep, shipped)
+        restore()
         print(f"land --check: these weights would land (results in {tmp}); shipped weights unchanged")
         return 0
-    keep.unlink()
+    for k in kept:
+        k.unlink()
     shutil.rmtree(results, ignore_errors=True)
     shutil.copytree(tmp, results)
     subprocess.run([sys.executable, "-m", "benchmarks.report", "--results",

@@ -58,10 +58,11 @@ def evaluate(model: MeanScaleHyperprior, images: list[torch.Tensor],
     return results
 
 
-def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str:
+def export(resumable: Path, out: Path, log=print, storage: str = "mixed", bundle: bool = True) -> str:
     """Strip training state, compute the CDF tables once, keep the training record; write the
     runtime bundle beside ``out`` (models/bundle.py: ``<stem>.runtime.npz``), from the weights
-    as stored.
+    as stored (``bundle=False``: not — the GPU job brings back weights only, and its machine has
+    no onnx).
 
     ``storage="mixed"`` (the default) halves the file: float16 convolutions, float32 GDN and
     entropy models (models/checkpoint.py). The export never replaces its own input (its training
@@ -73,11 +74,14 @@ def export(resumable: Path, out: Path, log=print, storage: str = "mixed") -> str
     model.update()
     digest = save_checkpoint(out, model, model_id=ckpt["model_id"], training=ckpt.get("training"),
                              storage=storage)
+    if not bundle:
+        log(f"exported {out} ({storage} storage, weights {digest})")
+        return digest
     from ..models.bundle import bundle_path
     from ..models.onnx_export import export_bundle
 
     stored, _ = load_checkpoint(out, need_tables=True)  # the tensors as stored (float16 convolutions)
-    bundle = export_bundle(stored, bundle_path(out), model_id=ckpt["model_id"], weights_hash=digest)
-    log(f"exported {out} ({storage} storage, weights {digest}) and its runtime bundle {bundle}")
+    path = export_bundle(stored, bundle_path(out), model_id=ckpt["model_id"], weights_hash=digest)
+    log(f"exported {out} ({storage} storage, weights {digest}) and its runtime bundle {path}")
     return digest
 
