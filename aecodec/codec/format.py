@@ -54,11 +54,11 @@ symbols, tables and latents are the same in every version — only the strings d
 Each tile is coded independently (its own hyperprior), so encoder and decoder work tile by tile
 in bounded memory; the decoder synthesises each tile with a margin of its neighbours' latents, so
 tile boundaries leave no seams. Small images are a single tile. The tile side is capped at
-:data:`MAX_TILE` because a tile's rANS strings are decoded whole: the cap bounds what a header
+:data:`MAX_TILE` because a tile's strings are decoded whole: the cap bounds what a header
 can make a decoder allocate for one tile.
 
 Every section has a largest possible length, so a file's size follows from its header: a z or
-y section holds a rANS string of its tile's symbols — z: N·(h/64)·(w/64), y: M·(h/16)·(w/16) for a
+y section holds a coded string of its tile's symbols — z: N·(h/64)·(w/64), y: M·(h/16)·(w/16) for a
 tile of h × w padded pixels, at most :data:`MAX_CHANNELS` channels — and CompressAI's coder spends at
 most :data:`SYMBOL_BITS` bits on a symbol: 16 for the symbol itself (its probability is at least
 2^-16 at 16-bit precision) plus, for a value outside its table, 4 bits for the count of bypass
