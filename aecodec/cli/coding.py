@@ -84,17 +84,14 @@ def decode(
 
     A long decode shows its progress on a terminal (tiles done / total)."""
     from ..codec import api, files
-    from ..errors import FormatError
 
     cap = pixel_cap(max_pixels)
 
     def one(pair):
         src, dst = pair
         data = files.read_file(src, max_pixels=cap)  # no further than the header allows; errors name src
-        try:
-            img = api.decode(data, device=device, max_pixels=cap, progress=not quiet and len(pairs) == 1)
-        except FormatError as exc:
-            raise FormatError(f"{'<stdin>' if src == '-' else src}: {exc}") from None
+        img = files.named(src, api.decode, data, device=device, max_pixels=cap,
+                          progress=not quiet and len(pairs) == 1)
         if dst == "-":
             import io
             buf = io.BytesIO()
@@ -125,15 +122,11 @@ def upgrade(
     version is copied unchanged."""
     from ..codec import api, files
     from ..codec.format import MAX_ENCODE_PIXELS
-    from ..errors import FormatError
 
     def one(pair):
         src, dst = pair
         data = files.read_file(src, max_pixels=MAX_ENCODE_PIXELS)
-        try:
-            new = api.upgrade(data, device=device)
-        except FormatError as exc:
-            raise FormatError(f"{'<stdin>' if src == '-' else src}: {exc}") from None
+        new = files.named(src, api.upgrade, data, device=device)
         if dst == "-":
             write_stdout(new)
         else:

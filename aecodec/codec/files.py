@@ -21,7 +21,7 @@ from ..errors import CodecError, FormatError, one_line
 from . import format as fmt
 from .api import decode, encode
 
-__all__ = ["write_atomic", "check_output", "same_file", "file_identity", "temp_target", "read_file", "read_header", "save_image", "check_image_format", "encode_file", "decode_file"]
+__all__ = ["write_atomic", "check_output", "same_file", "file_identity", "temp_target", "read_file", "read_header", "save_image", "check_image_format", "named", "encode_file", "decode_file"]
 
 _TEMP = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp\Z")  # what _create_beside names a temp file
 
@@ -175,7 +175,7 @@ def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAUL
             head.extend(b)
             return b
 
-        h = _named(src, fmt.read_header, read, max_pixels=max_pixels)
+        h = named(src, fmt.read_header, read, max_pixels=max_pixels)
         try:
             fmt.check_sections(h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         except FormatError as exc:
@@ -197,7 +197,7 @@ def read_file(src: str | os.PathLike | BinaryIO, *, max_pixels: int = fmt.DEFAUL
             head.extend(_read_exactly(f, limit + 1 - len(head)))
         if len(head) > limit or (size or 0) > limit:
             raise FormatError(f"{_name(src)}: {problem}")
-        _named(src, fmt.check_file, h, memoryview(head))
+        named(src, fmt.check_file, h, memoryview(head))
         return bytes(head)
 
 
@@ -207,8 +207,8 @@ def read_header(src: str | os.PathLike | BinaryIO, *,
     on disk (None for a pipe or a device): what ``aecodec info`` shows. A regular file whose size is
     not the one its header announces is a :class:`FormatError`, found without reading the payload."""
     with _open_aec(src) as f:
-        h = _named(src, fmt.read_header, lambda n: _read_exactly(f, n), max_pixels=max_pixels)
-        _named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
+        h = named(src, fmt.read_header, lambda n: _read_exactly(f, n), max_pixels=max_pixels)
+        named(src, fmt.check_sections, h.lengths, h.width, h.height, h.strips, h.tile, h.layout, h.version)
         size = _size_on_disk(f)
         if size is not None and size != h.total:
             what = "truncated file" if size < h.total else "trailing bytes"
@@ -231,7 +231,7 @@ def _name(src) -> str:
     return str(src) if isinstance(src, (str, os.PathLike)) else str(getattr(src, "name", "<stream>"))
 
 
-def _named(src, fn, *args, **kwargs):
+def named(src, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, its :class:`FormatError` prefixed with the file's name."""
     try:
         return fn(*args, **kwargs)
