@@ -125,8 +125,9 @@ def encode(values: np.ndarray, indexes: np.ndarray, tables: Tables) -> bytes:
     if values.size and np.abs(values.astype(np.int64)).max() > MAX_VALUE:
         raise ValueError(f"values beyond ±{MAX_VALUE} cannot be entropy-coded")
     order, starts = _groups(indexes, tables)
-    v = values.astype(np.int64)[order] - tables.offsets[np.asarray(indexes)[order]]
-    top = (tables.lengths - 2)[np.asarray(indexes)[order]]  # the escape symbol of each
+    idx = np.asarray(indexes)[order]  # each symbol's table, in coding order
+    v = values.astype(np.int64)[order] - tables.offsets[idx]
+    top = (tables.lengths - 2)[idx]  # the escape symbol of each
     escape = (v < 0) | (v >= top)
     raw = np.where(v < 0, -2 * v - 1, 2 * (v - top))[escape]
     n = _bit_length(raw)

@@ -106,6 +106,10 @@ class HyperpriorCoding:
     def _z_string(self, symbols: np.ndarray) -> bytes:
         return ans.encode(symbols.reshape(-1), self._z_indexes(symbols.shape), self.z_tables)
 
+    def _y_string(self, y: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> bytes:
+        """The string of a (gained) latent ``y`` given its entropy parameters: ``round(y − μ)``."""
+        return ans.encode(np.round(y - means).astype(np.int32).reshape(-1), indexes.reshape(-1), self.y_tables)
+
     def _z_indexes(self, shape: tuple) -> np.ndarray:
         """z's table index of each position, in C order of ``shape`` ``(1, N, h, w)``: its channel."""
         return np.broadcast_to(np.arange(shape[1], dtype=np.int32)[:, None], (shape[1], shape[2] * shape[3])).reshape(-1)
@@ -121,9 +125,7 @@ class HyperpriorCoding:
             raise ValueError(f"latent values beyond ±{MAX_LATENT:g} cannot be entropy-coded")
         z_symbols = self._z_symbols(z)
         indexes, means = self.entropy_parameters(z_symbols)
-        y_values = np.round(y - means).astype(np.int32)
-        return {"y": ans.encode(y_values.reshape(-1), indexes.reshape(-1), self.y_tables),
-                "z": self._z_string(z_symbols), "z_shape": tuple(z.shape[-2:])}
+        return {"y": self._y_string(y, indexes, means), "z": self._z_string(z_symbols), "z_shape": tuple(z.shape[-2:])}
 
     def _check_shapes(self, y_shape: tuple, z_shape: tuple) -> None:
         N, M = len(self.medians), self.h_s.channels // 2
@@ -145,15 +147,17 @@ class HyperpriorCoding:
         except ValueError:
             raise ValueError("damaged z string") from None
         z_hat = symbols.astype(np.float32) + self.medians[None, :, None, None]
-        if not _codable(z_hat) or self._z_string(self._z_symbols(z_hat)) != z_string:
+        if not _codable(z_hat):
             raise ValueError("damaged z string")
-        indexes, means = self.entropy_parameters(self._z_symbols(z_hat))
+        z_symbols = self._z_symbols(z_hat)  # what the encoder codes of ẑ: the re-encoding and h_s's input
+        if self._z_string(z_symbols) != z_string:
+            raise ValueError("damaged z string")
+        indexes, means = self.entropy_parameters(z_symbols)
         try:
             values = ans.decode(y_string, indexes.reshape(-1), self.y_tables).reshape(indexes.shape)
         except ValueError:
             raise ValueError("damaged y string") from None
         y_hat = values.astype(np.float32) + means
-        if not _codable(y_hat) or ans.encode(np.round(y_hat - means).astype(np.int32).reshape(-1),
-                                             indexes.reshape(-1), self.y_tables) != y_string:
+        if not _codable(y_hat) or self._y_string(y_hat, indexes, means) != y_string:
             raise ValueError("damaged y string")
         return {"z_hat": z_hat, "indexes": indexes, "means": means, "y_hat": y_hat}
