@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from .errors import CodecError
 
-__all__ = ["pick_device", "cpu_name"]
+__all__ = ["check_device_name", "pick_device", "cpu_name"]
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it names a device (``auto``, ``cpu``, ``cuda``, ``cuda:N``), else a
+    :class:`~aecodec.errors.CodecError` — before anything is imported for it."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise CodecError(f"unknown device {name!r} (auto, cpu or cuda)")
+    return name
 
 
 def pick_device(name: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` are
-    checked (:class:`~aecodec.errors.CodecError` for another name, or for CUDA without a GPU)."""
+    """The torch device: ``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``cpu``, ``cuda``
+    and ``cuda:N`` are checked (:class:`~aecodec.errors.CodecError` for another name, or for CUDA
+    without a GPU)."""
+    check_device_name(name)
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise CodecError(f"unknown device {name!r} (auto, cpu or cuda)")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CodecError("--device cuda requested but no CUDA GPU is available")
     return name

@@ -41,7 +41,7 @@ from ..codec import format as fmt
 from ..errors import CheckpointError, brief, one_line
 from .config import HyperpriorConfig
 
-__all__ = ["Bundle", "BUNDLE_SUFFIX", "FORMAT", "VERSION", "ARCHITECTURE", "GRAPHS", "WEIGHTS", "TABLES", "ARRAYS",
+__all__ = ["Bundle", "BUNDLE_SUFFIX", "checkpoint_of", "FORMAT", "VERSION", "ARCHITECTURE", "GRAPHS", "WEIGHTS", "TABLES", "ARRAYS",
            "MAX_BYTES", "write_bundle", "read_bundle", "bundle_path"]
 
 BUNDLE_SUFFIX = ".runtime.npz"
@@ -83,6 +83,12 @@ def bundle_path(checkpoint_path: str | os.PathLike) -> Path:
     """Where the bundle of a checkpoint ``<folder>/<stem>.pt`` lives: ``<folder>/<stem>.runtime.npz``."""
     p = Path(checkpoint_path)
     return p.with_name(p.stem + BUNDLE_SUFFIX)
+
+
+def checkpoint_of(bundle: str | os.PathLike) -> Path:
+    """The checkpoint beside which a bundle was written (:func:`bundle_path`'s inverse)."""
+    p = Path(bundle)
+    return p.with_name(p.name.removesuffix(BUNDLE_SUFFIX) + ".pt")
 
 
 def write_bundle(path: str | os.PathLike, *, model_id: str, weights_hash: str, architecture: str, config: dict,

@@ -29,8 +29,9 @@ from typing import Callable
 import numpy as np
 
 from ..entropy.latents import HyperpriorCoding
+from ..device import check_device_name
 from ..errors import CodecError, ModelError, ModelNotFound
-from .bundle import BUNDLE_SUFFIX, bundle_path, read_bundle
+from .bundle import BUNDLE_SUFFIX, bundle_path, checkpoint_of, read_bundle
 from .config import HyperpriorConfig
 from .zoo import DEFAULT_MODEL_ID, checkpoint_dirs
 
@@ -63,9 +64,7 @@ def check_device(device: str) -> str:
     """``cpu``, ``cuda`` or ``auto`` (cuda when onnxruntime has its CUDA provider), checked: the
     device onnxruntime runs a bundle's transforms on. (A checkpoint's torch model, and training, go
     to the device :func:`aecodec.device.pick_device` picks.)"""
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
-    if device == "cpu":
+    if check_device_name(device) == "cpu":
         return device
     import onnxruntime
 
@@ -188,8 +187,7 @@ class CodecModel:
             require_torch(why)
             from . import zoo
 
-            path = Path(self.source)
-            pt = path.with_name(path.name[: -len(BUNDLE_SUFFIX)] + ".pt") if path.name.endswith(BUNDLE_SUFFIX) else path
+            pt = checkpoint_of(self.source)
             net, _, _ = zoo.load(str(pt) if pt.is_file() else self.model_id, weights_hash=self.weights_hash)
             self._torch_model = lambda: net
         return self._torch_model()
@@ -209,21 +207,19 @@ def _gain_table(arrays: dict, name: str, config: HyperpriorConfig) -> np.ndarray
 def from_torch(net, model_id: str, weights_hash: str) -> CodecModel:
     """A :class:`CodecModel` over a torch model in memory (training's evaluation, a checkpoint
     without a bundle): its own transforms, its entropy arrays copied."""
-    names = [k for k in net.state_dict() if k.startswith(("entropy_bottleneck.", "gaussian_conditional.", "h_s.",
-                                                           "log_gain", "log_inv_gain"))]
-    sd = net.state_dict()
-    arrays = {k: sd[k].detach().cpu().numpy() for k in names}
+    arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()
+              if k.startswith(("entropy_bottleneck.", "gaussian_conditional.", "h_s.", "log_gain", "log_inv_gain"))}
     return CodecModel(net.config, model_id, weights_hash, arrays, TorchTransforms(net),
                       source=getattr(net, "source", None) or model_id, torch_model=lambda: net)
 
 
 def _from_bundle(path: Path, device: str, threads: int | None) -> CodecModel:
-    from .transforms import OnnxTransforms
+    from .transforms import CUDA, OnnxTransforms
 
     device = check_device(device)
     b = read_bundle(path)
     config = HyperpriorConfig.from_dict(b.config)
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+    providers = [CUDA] if device.startswith("cuda") else None  # the CPU's always comes last
     transforms = OnnxTransforms(b.graphs, source=str(path), threads=threads, providers=providers)
     return CodecModel(config, b.model_id, b.weights_hash, b.arrays, transforms, source=str(path))
 
@@ -248,7 +244,8 @@ def _files(model_id: str) -> list[Path]:
     """Every model file of an id, bundles before checkpoints within a folder, folders in search order."""
     found = []
     for d in checkpoint_dirs():
-        bundle, pt = d / f"{model_id}{BUNDLE_SUFFIX}", d / f"{model_id}.pt"
+        pt = d / f"{model_id}.pt"
+        bundle = bundle_path(pt)
         found += [bundle] if bundle.is_file() else [pt] if pt.is_file() else []
     return found
 
@@ -269,8 +266,7 @@ def load(model: str | os.PathLike | None = None, *, weights_hash: str | None = N
     cached per process. With ``weights_hash`` (decoding), the id's files are searched for those
     weights; ModelNotFound names what is installed otherwise. ``device``: auto, cpu or cuda
     (:func:`check_device` for a bundle; a checkpoint's torch model goes to torch's device)."""
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise CodecError(f"unknown device {device!r} (auto, cpu or cuda)")
+    check_device_name(device)
     path = _path(model) if model is not None else None
     paths = [path] if path is not None else _files(str(model or DEFAULT_MODEL_ID))
     name = str(model or DEFAULT_MODEL_ID)
