@@ -4,7 +4,7 @@ Errors are one line on stderr (``aecodec: error: …``) and a non-zero exit, usa
 (:func:`main`, the console script); outputs are checked before any work and written atomically, so
 a failed or interrupted (Ctrl-C, SIGTERM, SIGHUP) command leaves no partial file.
 
-The modules: :mod:`.coding` (encode, decode, info), :mod:`.analysis` (inspect, rank),
+The modules: :mod:`.coding` (encode, decode, info), :mod:`.compare` (compare), :mod:`.analysis` (inspect, rank),
 :mod:`.training` (train, export), :mod:`.batch` (the ``batch`` group), each command a list of
 option declarations with their help text (what ``--help`` shows) and a call into the library;
 :mod:`.output` (messages, errors, signals, the progress bar, naming and checking outputs) and
@@ -26,6 +26,7 @@ from ..errors import AecodecError
 from .analysis import inspect, rank
 from .batch import batch_app
 from .coding import decode, encode, info, upgrade
+from .compare import compare
 from .output import error, fail
 from .training import export, train
 
@@ -53,7 +54,7 @@ class _Commands(TyperGroup):
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="aecodec — a learned image codec (encode, decode, info, train).")
-for _command in (encode, decode, info, upgrade, inspect, rank, train, export):  # the order --help lists them in
+for _command in (encode, decode, info, upgrade, compare, inspect, rank, train, export):  # the order --help lists them in
     app.command()(_command)
 app.add_typer(batch_app, name="batch")
 

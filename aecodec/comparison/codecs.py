@@ -52,6 +52,7 @@ class Codec:
 
     name: str = ""  # stable kebab-case id, used on the command line and in results.json
     label: str = ""  # legend text
+    extension: str = ""  # a file's name ending, for the files `aecodec compare` offers to download
     qualities: tuple[float, ...] = ()  # full sweep, from worst to best
     gray_ok: bool = True  # the encoder takes mode "L" directly; otherwise gray is sent as RGB
 
@@ -102,6 +103,7 @@ class PillowCodec(Codec):
 
 class JPEG420(PillowCodec):
     name, label, format = "jpeg-420", "JPEG 4:2:0", "JPEG"
+    extension = ".jpg"
     qualities = (5, 10, 20, 30, 50, 70, 85, 90)
 
     def params(self, quality):
@@ -124,6 +126,7 @@ class JPEG444(JPEG420):
 
 class WebP(PillowCodec):
     name, label, format = "webp", "WebP", "WEBP"
+    extension = ".webp"
     qualities = (0, 5, 20, 40, 60, 75, 85, 90)
     method = 4  # Pillow's default effort
 
@@ -136,6 +139,7 @@ class WebP(PillowCodec):
 
 class AVIF(PillowCodec):
     name, label, format = "avif", "AVIF", "AVIF"
+    extension = ".avif"
     qualities = (10, 20, 30, 40, 50, 60, 72, 84)
     speed = 6  # Pillow's default
 
@@ -154,6 +158,7 @@ class AVIF(PillowCodec):
 
 class JPEGXL(PillowCodec):
     name, label, format = "jxl", "JPEG XL", "JXL"
+    extension = ".jxl"
     qualities = (1, 15, 30, 50, 70, 80, 88, 92)
     effort = 7  # libjxl's default
 
@@ -172,6 +177,7 @@ class JPEGXL(PillowCodec):
 
 class HEIC(PillowCodec):
     name, label, format = "heic", "HEIC (x265 intra)", "HEIF"
+    extension = ".heic"
     qualities = (12, 18, 25, 32, 40, 47, 53, 60)
 
     def check(self):
@@ -194,6 +200,7 @@ class JPEG2000(PillowCodec):
     compression ratio, it means the same on every image size."""
 
     name, label = "jpeg2000", "JPEG 2000"
+    extension = ".jp2"
     qualities = (26, 28, 30, 32, 34, 36, 39, 42)
 
     def encode(self, image, quality):
@@ -223,6 +230,7 @@ class PCA8x8(Codec):
     """
 
     name, label = "pca-8x8", "PCA-8x8 (KLT)"
+    extension = ".pca"
     qualities = (160, 110, 75, 50, 34, 23, 14, 9)
     _HEADER = "<4sIIBBf"  # magic, width, height, planes | (int16 coefficients) << 7, K, step
     _FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
@@ -307,6 +315,7 @@ class AECodec(Codec):
     """Our codec through its public bytes API, so container overhead counts."""
 
     name, label = "aecodec", "aecodec"
+    extension = ".aec"
     qualities = (0, 15, 30, 45, 60, 75, 90, 100)
     gray_ok = False  # aecodec.encode takes RGB
     effort = 1
