@@ -138,9 +138,10 @@ def compare(image, *, size: int | None = None, bpp: float | None = None, quality
         runners[cid] = codec
 
     coded: dict[str, Coded] = {}
+    given: dict[str, tuple[float, bytes]] = {}  # a file the budget is taken from, not searched for
     if budget_of is None:
-        step(f"aecodec at quality {q:g}")
-        budget = len(_aecodec_encode(original, effort, quality=q))
+        given["aecodec"] = q, _aecodec_encode(original, effort, quality=q)
+        budget = len(given["aecodec"][1])
         target = f"aecodec at quality {q:g}"
     else:
         budget = budget_of(w, h)
@@ -148,7 +149,7 @@ def compare(image, *, size: int | None = None, bpp: float | None = None, quality
     for cid, codec in runners.items():
         step(f"{codec.label} within {budget} bytes")
         try:
-            found = _fit_codec(cid, codec, original, budget, effort)
+            found = given.get(cid) or _fit_codec(cid, codec, original, budget, effort)
         except CodecUnavailable as exc:
             left_out[cid] = str(exc)
             continue
