@@ -172,8 +172,8 @@ def _viewer(images: list[dict], left: str, right: str) -> str:
 </div>
 <p class="help"><span class="keys"><kbd>1</kbd>–<kbd>9</kbd> right image (<kbd>1</kbd> = Original) ·
 <kbd>Shift</kbd>+<kbd>1</kbd>–<kbd>9</kbd> left image · <kbd>Space</kbd> swap sides ·
-<kbd>+</kbd> <kbd>−</kbd> zoom · <kbd>0</kbd> 100 % · <kbd>F</kbd> fit · drag to pan, wheel to zoom, drag the handle to move the divider ·
-click a row of the table to show it on the right</span>
+<kbd>+</kbd> <kbd>−</kbd> zoom · <kbd>0</kbd> 100 % · <kbd>F</kbd> fit · drag to pan, wheel to zoom,
+drag the handle to move the divider · click a row of the table to show it on the right</span>
 <output class="pixel" id="pixel-readout"></output></p>
 </section>"""
 

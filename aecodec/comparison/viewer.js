@@ -180,13 +180,19 @@
   }
 
   function observeSize() {
-    // the backing store in device pixels: exactly, where the browser reports them
+    // The backing store in device pixels: the CSS size times devicePixelRatio, or exactly the
+    // browser's own count where it reports one that agrees (Chromium's emulation of another scale
+    // reports the CSS size there).
     const observer = new ResizeObserver((entries) => {
       const entry = entries[entries.length - 1];
-      const box = entry.devicePixelContentBoxSize && entry.devicePixelContentBoxSize[0];
       const ratio = window.devicePixelRatio || 1;
-      if (box) resize(box.inlineSize, box.blockSize);
-      else resize(Math.round(entry.contentRect.width * ratio), Math.round(entry.contentRect.height * ratio));
+      let width = Math.round(entry.contentRect.width * ratio);
+      let height = Math.round(entry.contentRect.height * ratio);
+      const box = entry.devicePixelContentBoxSize && entry.devicePixelContentBoxSize[0];
+      if (box && Math.abs(box.inlineSize - width) <= 1 && Math.abs(box.blockSize - height) <= 1) {
+        [width, height] = [box.inlineSize, box.blockSize];
+      }
+      resize(width, height);
     });
     try {
       observer.observe(canvas, { box: "device-pixel-content-box" });

@@ -110,20 +110,25 @@ class PageLog:
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
 
-    def problems(self, own_url: str) -> list[str]:
-        """Console errors and warnings, page errors, and requests for anything but the page and data: URLs."""
+    def clear(self):
+        self.console.clear(), self.errors.clear(), self.requests.clear()
+
+    def problems(self, *pages: str) -> list[str]:
+        """Console errors and warnings, page errors, and requests for anything but data: URLs and
+        the URLs of ``pages`` (those the test opened)."""
         return ([m for m in self.console if m.startswith(("error", "warning"))] + self.errors
-                + [f"request {u[:80]}" for u in self.requests if u != own_url and not u.startswith("data:")])
+                + [f"request {u[:80]}" for u in self.requests if u not in pages and not u.startswith("data:")])
 
 
 @pytest.fixture(scope="session")
 def open_page(browser):
-    """``open_page(path, width=1280, height=1000)``: a new page (device scale 1) that loaded the
-    file at ``path`` over file://, and its :class:`PageLog`. Pages are closed at the session's end."""
+    """``open_page(path, width=1280, height=1000, scale=1)``: a new page (``scale`` device pixels
+    per CSS pixel) that loaded the file at ``path`` over file://, and its :class:`PageLog`. Pages
+    are closed at the session's end."""
     contexts = []
 
-    def open_(path, width=1280, height=1000):
-        context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    def open_(path, width=1280, height=1000, scale=1):
+        context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale)
         contexts.append(context)
         page = context.new_page()
         log = PageLog(page)
