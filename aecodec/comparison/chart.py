@@ -81,7 +81,7 @@ def rd_chart(c: Comparison) -> str:
             parts.append(f'<circle cx="{x_axis(p.bpp):.1f}" cy="{y_axis(p.psnr):.1f}" r="2.5">'
                          f'<title>{html.escape(tip)}</title></circle>')
         parts.append("</g>")
-    for f in coded:
+    for f in reversed(coded):  # the first (aecodec, as a rule) drawn last: on top where points meet
         tip = f"{f.label}, the file compared (quality {f.quality:g}): {f.num_bytes} bytes, " \
               f"{f.bpp(c.pixels):.3f} bpp, {f.psnr:.2f} dB"
         parts.append(f'<circle class="coded" data-codec="{html.escape(f.codec)}" cx="{x_axis(f.bpp(c.pixels)):.1f}" '

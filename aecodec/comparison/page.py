@@ -41,6 +41,7 @@ ORIGINAL_ID = "original"  # the original's id in the viewer's menus and the tabl
 THUMBNAIL_WIDTH = 200  # pixels, the index's thumbnails
 DATA_ID = "aecodec-compare-data"
 DASH = "—"
+READOUT_HINT = "point at the image for a pixel's position and values"  # while no pixel is pointed at
 
 
 def render_page(c: Comparison, *, index_href: str | None = None) -> bytes:
@@ -174,7 +175,7 @@ def _viewer(images: list[dict], left: str, right: str) -> str:
 <kbd>Shift</kbd>+<kbd>1</kbd>–<kbd>9</kbd> left image · <kbd>Space</kbd> swap sides ·
 <kbd>+</kbd> <kbd>−</kbd> zoom · <kbd>0</kbd> 100 % · <kbd>F</kbd> fit · drag to pan, wheel to zoom,
 drag the handle to move the divider · click a row of the table to show it on the right</span>
-<output class="pixel" id="pixel-readout"></output></p>
+<output class="pixel" id="pixel-readout">{READOUT_HINT}</output></p>
 </section>"""
 
 

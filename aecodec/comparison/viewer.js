@@ -221,7 +221,7 @@
     const i = Math.floor((px - view.x) / zoom());
     const j = Math.floor((py - view.y) / zoom());
     if (i < 0 || j < 0 || i >= data.width || j >= data.height) {
-      readout.value = "";
+      readout.value = readout.defaultValue; // the hint the page was written with
       return;
     }
     const rgb = (id) => {
@@ -278,7 +278,7 @@
   stage.addEventListener("pointerup", endDrag);
   stage.addEventListener("pointercancel", endDrag);
   stage.addEventListener("pointerleave", () => {
-    if (!drag) readout.value = "";
+    if (!drag) readout.value = readout.defaultValue;
   });
 
   stage.addEventListener("wheel", (event) => {

@@ -139,11 +139,15 @@ def test_both_menus_list_the_original_then_each_codec(comparison, page):
         assert options[0]["text"] == "1 · Original"
 
 
-def test_the_chart_is_inline_and_absent_without_curves(comparison, page):
+def test_the_chart_is_inline_absent_without_curves_and_each_codec_has_one_colour(comparison, page):
     assert len(page.all("svg")) == 1
     circles = page.all("circle", **{"class": "coded"})
-    assert [(c["attrs"]["data-codec"], c["attrs"]["fill"]) for c in circles] == [
-        (f.codec, codec_colour(f.codec)) for f in comparison.coded]
+    assert sorted((c["attrs"]["data-codec"], c["attrs"]["fill"]) for c in circles) == sorted(
+        (f.codec, codec_colour(f.codec)) for f in comparison.coded)
+    swatches = {e["row"]: e["attrs"]["style"] for e in page.all("span", **{"class": "swatch"}) if e["table"] == "results"}
+    assert swatches == {ORIGINAL_ID: "background:#888888",
+                        **{f.codec: f"background:{codec_colour(f.codec)}" for f in comparison.coded}}
+    assert [e["colour"] for e in _script_data(page)["images"][1:]] == [codec_colour(f.codec) for f in comparison.coded]
     assert not Elements(render_page(dataclasses.replace(comparison, curves={}))).all("svg")
 
 
