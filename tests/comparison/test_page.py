@@ -144,7 +144,8 @@ def test_the_chart_is_inline_absent_without_curves_and_each_codec_has_one_colour
     circles = page.all("circle", **{"class": "coded"})
     assert sorted((c["attrs"]["data-codec"], c["attrs"]["fill"]) for c in circles) == sorted(
         (f.codec, codec_colour(f.codec)) for f in comparison.coded)
-    swatches = {e["row"]: e["attrs"]["style"] for e in page.all("span", **{"class": "swatch"}) if e["table"] == "results"}
+    swatches = {e["row"]: e["attrs"]["style"] for e in page.all("span", **{"class": "swatch"})
+                if e["table"] == "results"}
     assert swatches == {ORIGINAL_ID: "background:#888888",
                         **{f.codec: f"background:{codec_colour(f.codec)}" for f in comparison.coded}}
     assert [e["colour"] for e in _script_data(page)["images"][1:]] == [codec_colour(f.codec) for f in comparison.coded]
