@@ -38,7 +38,7 @@ def compare(
     with a split view, synchronized zoom, a table of bytes, PSNR, MS-SSIM and times, and this
     image's rate–distortion curves. The page is one self-contained HTML file (no network)."""
     from ..codec.api import check_effort, check_target
-    from ..codec.files import same_file, write_atomic
+    from ..codec.files import write_atomic
     from ..comparison import compare as run_compare
     from ..comparison.budget import check_codecs
     from ..comparison.page import render_index, render_page
@@ -67,11 +67,13 @@ def compare(
     if into_dir:
         if os.path.lexists(out) and not out.is_dir():
             fail(f"{out}: not a directory (several images need a folder for their pages)")
-        for src in inputs:
-            if Path(src).is_dir() and same_file(out, src):
-                fail(f"{out}: the pages would land among the images (choose another folder)")
         pages = [out / (Path(src).stem + ".html") for src in inputs]
         index = out / "index.html"
+        claimed = {index.name: "the index"}  # check_outputs finds these only in a folder that exists
+        for src, page in zip(inputs, pages):
+            if page.name in claimed:
+                fail(f"{page}: both {claimed[page.name]} and {src} would be written there")
+            claimed[page.name] = src
         targets = [*pages, index]
     else:
         if out.suffix.lower() not in (".html", ".htm"):
