@@ -7,7 +7,8 @@ photo with each codec at the highest quality that fits, and this writes:
 
 * the pages ``<pages>/kodim23-<bpp>bpp.html`` and ``<pages>/index.html`` (``--pages``, default
   build/compare: each page holds every decode losslessly, a few MB, so they are not committed);
-* the numbers, ``benchmarks/results/compare/kodim23.json`` and a Markdown table of them (``.md``);
+* the numbers, ``benchmarks/results/compare/kodim23.json`` and a Markdown table of them (``.md``,
+  also written into the README's ``<!-- compare:begin -->`` block, ``--readme``);
 * a screenshot of the first page, taken in headless Chromium (``docs/compare-kodim23.png``): the
   split view at ``--zoom`` with aecodec on the left and ``--right`` on the right, the table below.
 
@@ -35,16 +36,16 @@ def run(photo: Path, bpps: list[float], codecs: list[str] | None = None) -> list
     out = []
     for bpp in bpps:
         start = time.perf_counter()
-        c = compare(photo, bpp=bpp, codecs=codecs, name=f"{photo.name} at {bpp:g} bpp")
+        c = compare(photo, bpp=bpp, codecs=codecs)
         print(f"{photo.name} at {bpp:g} bpp: {time.perf_counter() - start:.1f} s", file=sys.stderr)
         out.append(c)
     return out
 
 
-def table(comparisons: list) -> str:
+def table(image: str, comparisons: list) -> str:
     """PSNR (dB) and bytes of each codec at each budget, as Markdown."""
     codecs = list(dict.fromkeys(k.label for c in comparisons for k in c.coded))
-    lines = ["| budget | " + " | ".join(codecs) + " |", "|---|" + "---:|" * len(codecs)]
+    lines = [f"| {image}, PSNR (bytes) | " + " | ".join(codecs) + " |", "|---|" + "---:|" * len(codecs)]
     for c in comparisons:
         by = {k.label: k for k in c.coded}
         cells = [f"{by[name].psnr:.2f} dB ({by[name].num_bytes:,} B)".replace(",", " ") if name in by else "—"
@@ -86,11 +87,13 @@ def main(argv=None) -> int:
     ap.add_argument("--pages", type=Path, default=ROOT / "build" / "compare")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compare")
     ap.add_argument("--screenshot", type=Path, default=ROOT / "docs" / "compare-kodim23.png")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md",
+                    help="the page whose <!-- compare:begin/end --> block gets the table")
     ap.add_argument("--right", default="avif", help="the codec beside aecodec in the screenshot")
     ap.add_argument("--zoom", type=int, default=2, help="the screenshot's magnification (a power of two)")
     args = ap.parse_args(argv)
 
-    from aecodec.comparison.page import render_index, render_page
+    from aecodec.comparison.page import index_entry, render_index, render_page
 
     photo = args.dataset / args.image
     start = time.perf_counter()
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
         name = f"{photo.stem}-{bpp:g}bpp.html"
         (args.pages / name).write_bytes(render_page(c, index_href="index.html"))
         pages.append((name, c))
-    (args.pages / "index.html").write_bytes(render_index(pages))
+    (args.pages / "index.html").write_bytes(render_index([index_entry(name, c) for name, c in pages]))
 
     from aecodec.comparison.codecs import CODECS
     from aecodec.device import cpu_name
@@ -116,8 +119,13 @@ def main(argv=None) -> int:
               "comparisons": [c.to_dict() for c in comparisons]}
     stem = args.out / photo.stem
     stem.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(table(comparisons))
-    print(table(comparisons))
+    markdown = table(photo.stem, comparisons)
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    if args.readme is not None:
+        from benchmarks.report import replace_block
+
+        args.readme.write_text(replace_block(args.readme.read_text(), "compare", markdown.rstrip("\n")))
     why = screenshot(args.pages / pages[0][0], args.screenshot, right=args.right, zoom=args.zoom)
     print(f"screenshot: {why or args.screenshot}", file=sys.stderr)
     return 0

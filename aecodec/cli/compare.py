@@ -41,7 +41,7 @@ def compare(
     from ..codec.files import write_atomic
     from ..comparison import compare as run_compare
     from ..comparison.budget import check_codecs
-    from ..comparison.page import render_index, render_page
+    from ..comparison.page import index_entry, render_index, render_page
 
     if sum(v is not None for v in (size, bpp, quality)) > 1:
         fail("give one of --size, --bpp and -q/--quality")
@@ -88,7 +88,8 @@ def compare(
     else:
         check_outputs(targets, inputs, force, sources=sources)
 
-    done: list[tuple[str, object]] = []
+    entries: list = []  # the index's: numbers and a thumbnail, not the pixels
+    numbers: list[dict] = []  # --json's
     said: set[tuple[str, str]] = set()
 
     def one(pair):
@@ -105,9 +106,10 @@ def compare(
         if into_dir:
             out.mkdir(exist_ok=True)
         write_atomic(page, render_page(c, index_href="index.html" if into_dir else None), overwrite=force)
-        done.append((page.name, c))
+        numbers.append(c.to_dict())
         if index is not None:  # rewritten after each page: always lists the pages that exist
-            write_atomic(index, render_index(done), overwrite=force or len(done) > 1)
+            entries.append(index_entry(page.name, c))
+            write_atomic(index, render_index(entries), overwrite=force or len(entries) > 1)
         for cid, why in c.left_out.items():
             if (cid, why) not in said and not quiet:
                 said.add((cid, why))
@@ -116,9 +118,8 @@ def compare(
             say(_summary(src, page, c, table=len(inputs) == 1))
 
     for_each(list(zip(inputs, pages)), one, quiet, "compared")
-    if json_out is not None and done:
-        write_atomic(json_out, (json.dumps({"images": [c.to_dict() for _, c in done]}, indent=2) + "\n").encode(),
-                     overwrite=force)
+    if json_out is not None and numbers:
+        write_atomic(json_out, (json.dumps({"images": numbers}, indent=2) + "\n").encode(), overwrite=force)
 
 
 def _label(cid: str) -> str:
@@ -162,5 +163,6 @@ def _summary(src: str, page: Path, c, *, table: bool) -> str:
     rows = [f"  {'codec':<12} {'quality':>8} {'bytes':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8}"]
     for k in c.coded:
         ms = "—" if k.ms_ssim_db is None else f"{k.ms_ssim_db:.2f}"
-        rows.append(f"  {k.label:<12} {k.quality:>8.4g} {k.num_bytes:>8} {k.bpp(c.pixels):>7.3f} {k.psnr:>7.2f} {ms:>8}")
+        rows.append(f"  {k.label:<12} {k.quality:>8.4g} {k.num_bytes:>8} {k.bpp(c.pixels):>7.3f} "
+                    f"{k.psnr:>7.2f} {ms:>8}")
     return "\n".join([head, *rows])

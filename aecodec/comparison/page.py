@@ -14,6 +14,10 @@ coded files in the comparison's order. Each numeric cell of the table carries it
 ``data-value`` (Python's ``repr``; times in seconds, MS-SSIM in dB) and each row its codec in
 ``data-codec``, for a reader's script or a test.
 
+The index (:func:`render_index`) is drawn from :class:`IndexEntry` s (:func:`index_entry`): a page's
+numbers and a thumbnail without its pixels, so that a command comparing many large images holds one
+image's decodes at a time.
+
 Every text that comes from outside (an image's file name, a reason a codec was left out) is escaped.
 Standard library, Pillow and numpy only: this runs in the torch-free runtime install.
 """
@@ -26,6 +30,7 @@ import io
 import json
 import math
 import os
+from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import quote
 
@@ -35,7 +40,7 @@ from .chart import ORIGINAL_COLOUR, codec_colour, rd_chart
 from .codecs import CODECS
 from .results import Coded, Comparison
 
-__all__ = ["render_page", "render_index", "ORIGINAL_ID"]
+__all__ = ["render_page", "render_index", "index_entry", "IndexEntry", "ORIGINAL_ID"]
 
 ORIGINAL_ID = "original"  # the original's id in the viewer's menus and the table (no codec has it)
 THUMBNAIL_WIDTH = 200  # pixels, the index's thumbnails
@@ -76,36 +81,65 @@ given as “{html.escape(c.target)}”. Each codec at its highest quality settin
     return _document(f"{c.name} at {c.target} — aecodec compare", body)
 
 
-def render_index(pages: list[tuple[str, Comparison]]) -> bytes:
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the index shows of one page: its link, the image's name, size and budget, a thumbnail and
+    each coded file's numbers — no pixels, so that an index of many large images stays small."""
+
+    href: str  # the page's path relative to the index (not URL-encoded)
+    name: str
+    width: int
+    height: int
+    budget: int  # bytes
+    thumbnail: str  # a JPEG data URI, THUMBNAIL_WIDTH pixels wide at most
+    files: tuple[dict, ...]  # per coded file: codec, label and the _INDEX_COLUMNS' exact values
+
+    @property
+    def budget_bpp(self) -> float:
+        return 8 * self.budget / (self.width * self.height)
+
+
+_INDEX_COLUMNS = ("bytes", "bpp", "psnr", "ms_ssim_db")
+
+
+def index_entry(href: str, c: Comparison) -> IndexEntry:
+    """The index's entry for comparison ``c``, whose page is at ``href`` (relative to the index)."""
+    files = tuple({"codec": f.codec, "label": f.label, **{k: _value(f, c.pixels, k) for k in _INDEX_COLUMNS}}
+                  for f in c.coded)
+    return IndexEntry(href=href, name=c.name, width=c.width, height=c.height, budget=c.budget,
+                      thumbnail=_thumbnail(c.original), files=files)
+
+
+def render_index(entries: list[IndexEntry]) -> bytes:
     """The index of several pages (a complete UTF-8 HTML document): a thumbnail per image linked to
-    its page, each codec's numbers per image, and each codec's means over the images it coded.
-    ``pages`` pairs each page's path relative to the index (not URL-encoded) with its comparison."""
+    its page, each codec's numbers per image, and each codec's means over the images it coded."""
     rows = []
-    for href, c in pages:
-        link = _href(href)
-        thumb = (f'<a href="{link}"><img class="thumb" src="{_thumbnail(c.original)}" '
-                 f'alt="{html.escape(c.name)}"></a>')
-        first = (f'<td rowspan="{max(1, len(c.coded))}" class="image">{thumb}'
-                 f'<a href="{link}">{html.escape(c.name)}</a><br><span class="dims">{c.width} × {c.height}, '
-                 f"budget {_bytes(c.budget)} bytes ({c.budget_bpp:.3f} bpp)</span></td>")
-        if not c.coded:
+    for e in entries:
+        link = _href(e.href)
+        thumb = f'<a href="{link}"><img class="thumb" src="{e.thumbnail}" alt="{html.escape(e.name)}"></a>'
+        first = (f'<td rowspan="{max(1, len(e.files))}" class="image">{thumb}'
+                 f'<a href="{link}">{html.escape(e.name)}</a><br><span class="dims">{e.width} × {e.height}, '
+                 f"budget {_bytes(e.budget)} bytes ({e.budget_bpp:.3f} bpp)</span></td>")
+        if not e.files:
             rows.append(f'<tr class="image-start">{first}<td colspan="5">no codec fits the budget</td></tr>')
-        for i, f in enumerate(c.coded):
-            cells = _number_cells(f, c.pixels, ("bytes", "bpp", "psnr", "ms_ssim_db"), _best(c, f))
-            rows.append(f'<tr data-image="{html.escape(c.name)}" data-codec="{html.escape(f.codec)}"'
+        best = {k: max((f[k] for f in e.files if f[k] is not None), default=None) for k in ("psnr", "ms_ssim_db")}
+        for i, f in enumerate(e.files):
+            cells = "".join(_cell(f[k], _FORMATS[k], k in best and f[k] is not None and f[k] == best[k])
+                            for k in _INDEX_COLUMNS)
+            rows.append(f'<tr data-image="{html.escape(e.name)}" data-codec="{html.escape(f["codec"])}"'
                         f'{" class=image-start" if i == 0 else ""}>{first if i == 0 else ""}'
-                        f'<td class="codec">{_swatch(f.codec)}{html.escape(f.label)}</td>{cells}</tr>')
-    body = f"""<header><h1>aecodec compare: {len(pages)} image{"s" if len(pages) != 1 else ""}</h1>
+                        f'<td class="codec">{_swatch(f["codec"])}{html.escape(f["label"])}</td>{cells}</tr>')
+    body = f"""<header><h1>aecodec compare: {len(entries)} image{"s" if len(entries) != 1 else ""}</h1>
 <p>Each codec at its highest quality setting whose file fits the image's budget. Open an image for its
 viewer, its files and its rate–distortion chart.</p></header>
 <main>
-<section class="results"><h2>Means over the images</h2>{_means_table(pages)}</section>
+<section class="results"><h2>Means over the images</h2>{_means_table(entries)}</section>
 <section class="results"><h2>Images</h2>
 <table class="numbers index"><thead><tr><th>Image</th><th class="codec">Codec</th><th>Bytes</th><th>bpp</th>
 <th>PSNR (dB)</th><th>MS-SSIM (dB)</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table></section>
 </main>"""
-    return _document(f"aecodec compare — {len(pages)} images", body)
+    return _document(f"aecodec compare — {len(entries)} images", body)
 
 
 # ----------------------------------------------------------------------------- the viewer's data
@@ -201,21 +235,20 @@ def _table(c: Comparison) -> str:
 </tbody></table>"""
 
 
-def _means_table(pages: list[tuple[str, Comparison]]) -> str:
+def _means_table(entries: list[IndexEntry]) -> str:
     """Each codec's mean bytes, bpp, PSNR and MS-SSIM (dB) over the images it coded (an infinite
     PSNR, or an MS-SSIM the image was too small for, is left out of its mean)."""
-    files: dict[str, list[tuple[Coded, int]]] = {}
-    for _, c in pages:
-        for f in c.coded:
-            files.setdefault(f.codec, []).append((f, c.pixels))
+    files: dict[str, list[dict]] = {}
+    for e in entries:
+        for f in e.files:
+            files.setdefault(f["codec"], []).append(f)
     rows = []
     for codec, coded in files.items():
         means = {}
-        for column in ("bytes", "bpp", "psnr", "ms_ssim_db"):
-            values = [_value(f, pixels, column) for f, pixels in coded]
-            values = [v for v in values if v is not None and math.isfinite(v)]
+        for column in _INDEX_COLUMNS:
+            values = [v for v in (f[column] for f in coded) if v is not None and math.isfinite(v)]
             means[column] = sum(values) / len(values) if values else None
-        label = html.escape(coded[0][0].label)
+        label = html.escape(coded[0]["label"])
         rows.append(f'<tr data-codec="{html.escape(codec)}"><td class="codec">{_swatch(codec)}{label}</td>'
                     f'<td data-value="{len(coded)}">{len(coded)}</td>'
                     f'{_cell(means["bytes"], lambda v: _bytes(round(v)))}{_cell(means["bpp"], "{:.3f}".format)}'

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from aecodec.comparison.chart import codec_colour
-from aecodec.comparison.page import ORIGINAL_ID, render_index, render_page
+from aecodec.comparison.page import ORIGINAL_ID, index_entry, render_index, render_page
 
 HOSTILE = "<script>alert(1)</script>.png"
 
@@ -156,7 +156,7 @@ def test_text_from_a_hostile_file_name_or_reason_is_escaped(comparison):
     hostile = dataclasses.replace(comparison, name=HOSTILE, target=HOSTILE,
                                   left_out={"jxl": "<img src=x onerror=alert(2)>"})
     document = render_page(hostile, index_href="<evil>.html").decode()
-    index = render_index([("<evil> page.html", hostile)]).decode()
+    index = render_index([index_entry("<evil> page.html", hostile)]).decode()
     for text in (document, index):
         assert "<script>alert" not in text and "<img src=x" not in text and "<evil>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in document
@@ -178,7 +178,8 @@ def test_a_label_that_closes_the_script_cannot_end_the_data_blob(comparison):
 
 @pytest.mark.parametrize("render", ["page", "index"])
 def test_nothing_is_fetched_from_the_network(comparison, render):
-    document = (render_page(comparison) if render == "page" else render_index([("a.html", comparison)])).decode()
+    entry = index_entry("a.html", comparison)
+    document = (render_page(comparison) if render == "page" else render_index([entry])).decode()
     references = re.findall(r"""(?:src|href|action|poster|srcset)\s*=\s*["']?([^"'\s>]+)""", document, re.I)
     assert references and all(not re.match(r"(?:https?:|//|ftp:)", r, re.I) for r in references), references
     assert not re.search(r"""url\(\s*["']?(?:https?:|//)|@import|<link\b|<script\b[^>]*\bsrc\s*=""", document, re.I)
@@ -186,7 +187,8 @@ def test_nothing_is_fetched_from_the_network(comparison, render):
 
 def test_the_index_links_a_thumbnail_per_image_and_averages_each_codec(comparison):
     other = dataclasses.replace(comparison, name="other.png", coded=comparison.coded[:2])
-    index = Elements(render_index([("synthetic.html", comparison), ("sub/other page.html", other)]))
+    index = Elements(render_index([index_entry("synthetic.html", comparison),
+                                   index_entry("sub/other page.html", other)]))
     thumbnails = index.all("img", **{"class": "thumb"})
     assert [t["attrs"]["alt"] for t in thumbnails] == ["synthetic.png", "other.png"]
     for thumbnail in thumbnails:

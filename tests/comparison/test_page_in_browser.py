@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aecodec.comparison.page import ORIGINAL_ID, render_index, render_page
+from aecodec.comparison.page import ORIGINAL_ID, index_entry, render_index, render_page
 from aecodec.metrics import psnr
 
 BACKGROUND = (0x2E, 0x2E, 0x2E)  # viewer.js's stage colour
@@ -37,7 +37,8 @@ def pages(comparison, tmp_path_factory) -> dict[str, Path]:
     files = {"page": folder / "synthetic.html", "other": folder / "other image.html", "index": folder / "index.html"}
     files["page"].write_bytes(render_page(comparison, index_href="index.html"))
     files["other"].write_bytes(render_page(other, index_href="index.html"))
-    files["index"].write_bytes(render_index([("synthetic.html", comparison), ("other image.html", other)]))
+    entries = [index_entry("synthetic.html", comparison), index_entry("other image.html", other)]
+    files["index"].write_bytes(render_index(entries))
     return files
 
 
