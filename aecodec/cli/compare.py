@@ -160,9 +160,10 @@ def _summary(src: str, page: Path, c, *, table: bool) -> str:
     if not table:
         best = max(c.coded, key=lambda k: k.psnr)
         return f"{head}, best PSNR {best.label} {best.psnr:.2f} dB"
-    rows = [f"  {'codec':<12} {'quality':>8} {'bytes':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8}"]
+    width = max(len("codec"), *(len(k.label) for k in c.coded))
+    rows = [f"  {'codec':<{width}} {'quality':>8} {'bytes':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8}"]
     for k in c.coded:
         ms = "—" if k.ms_ssim_db is None else f"{k.ms_ssim_db:.2f}"
-        rows.append(f"  {k.label:<12} {k.quality:>8.4g} {k.num_bytes:>8} {k.bpp(c.pixels):>7.3f} "
+        rows.append(f"  {k.label:<{width}} {k.quality:>8.4g} {k.num_bytes:>8} {k.bpp(c.pixels):>7.3f} "
                     f"{k.psnr:>7.2f} {ms:>8}")
     return "\n".join([head, *rows])

@@ -54,13 +54,15 @@ def check_codecs(names: Iterable[str]) -> list[str]:
 
 def search_values(name: str) -> list[float]:
     """The quality settings a classical codec's search chooses from, worst to best: integers over
-    the library's range (for JPEG 2000 its target PSNR in dB, for PCA-8x8 its step, largest first)."""
+    the library's lossy range (for JPEG 2000 its target PSNR in dB, for PCA-8x8 its step, largest
+    first). JPEG XL stops at 99: pillow-jxl-plugin keeps quality 100 for its lossless mode and
+    refuses it without ``lossless=True``."""
     if name == "jpeg2000":
         return list(range(20, 61))
     if name == "pca-8x8":
         return list(range(255, 0, -1))
     low = 1 if name.startswith("jpeg") else 0
-    return list(range(low, 101))
+    return list(range(low, 100 if name == "jxl" else 101))
 
 
 def fit(encode: Callable[[float], bytes], values: Sequence[float], budget: int) -> tuple[float, bytes] | None:

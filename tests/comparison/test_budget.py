@@ -58,6 +58,18 @@ def test_search_values_run_from_worst_to_best_within_each_librarys_range():
     assert search_values("jpeg2000")[0] < search_values("jpeg2000")[-1]  # a target PSNR
 
 
+@pytest.mark.parametrize("name", [n for n in CODECS if n != "aecodec"])
+def test_each_classical_codec_encodes_at_both_ends_of_its_search(name, photo):
+    codec = get_codec(name)
+    try:
+        codec.check()
+    except CodecUnavailable as e:
+        pytest.skip(f"{name} unavailable: {e}")
+    values = search_values(name)
+    worst, best = (len(codec.encode(photo, v)) for v in (values[0], values[-1]))
+    assert worst < best
+
+
 def test_check_codecs_resolves_aliases_keeps_order_and_names_the_choices_for_an_unknown_one():
     assert check_codecs(["WebP", " jpeg", "aecodec", "webp", "jpeg-xl"]) == ["webp", "jpeg-420", "aecodec", "jxl"]
     with pytest.raises(CodecError, match="unknown codec 'png'.*choose from .*avif"):
