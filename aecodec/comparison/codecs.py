@@ -166,7 +166,7 @@ class JPEGXL(PillowCodec):
         try:
             import pillow_jxl  # noqa: F401  (registers the JXL plugin with Pillow)
         except ImportError as e:
-            raise CodecUnavailable(f"pillow-jxl-plugin not installed ({e})") from e
+            raise CodecUnavailable(f"pillow-jxl-plugin not installed: pip install 'aecodec[compare]' ({e})") from e
 
     def params(self, quality):
         return {"quality": int(quality), "effort": self.effort, "num_threads": 1}
