@@ -3,7 +3,7 @@
 PNG bytes drawn with matplotlib on an Agg canvas (no pyplot state): :func:`render_report` shows
 the original, the reconstruction, the rate map (bits per pixel) and the error map of an
 :class:`~aecodec.inspection.Inspection`; :func:`render_contact_sheet` the top images of a
-:class:`~aecodec.ranking.Ranking`, each beside its rate map.
+:class:`~aecodec.ranking.Ranking`, each beside the map that scored it, its region outlined.
 
 matplotlib is the ``[plots]`` extra, not part of the runtime install: :func:`has_matplotlib` tells
 a command whether it can draw, :func:`needs_matplotlib` says in one line what it cannot.
@@ -110,30 +110,47 @@ def render_report(r: Inspection, *, dpi: int = 100) -> bytes:
 
 
 def render_contact_sheet(ranking: Ranking, *, cols: int = 3, dpi: int = 100) -> bytes:
-    """A PNG of the top-ranked images, each beside its rate map (one colour scale for all)."""
+    """A PNG of the top-ranked images, each beside the map that scored it — the error map for
+    ``--by error``, the rate map otherwise (one colour scale for all) — with the image's region
+    outlined on both."""
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     items = ranking.top
+    by_error = ranking.by == "error"
+    maps = [r.error_map if by_error else r.rate_map for r in items]
     cols = max(1, min(cols, len(items)))
     rows = -(-len(items) // cols)
-    vmax = max(float(r.rate_map.max()) for r in items) or 1.0
+    # Errors span orders of magnitude (a patch of noise: thousands; a photo: tens): the scale stops at
+    # the typical map's 99.5th percentile, and what is above it — the anomalies — saturates.
+    vmax = (float(np.median([np.percentile(m, 99.5) for m in maps])) if by_error
+            else max(float(m.max()) for m in maps)) or 1.0
     aspect = max(_aspect(r.height, r.width) for r in items)
     cell_w = 2.6
     fig = Figure(figsize=(cols * 2 * cell_w + 1.0, rows * (cell_w * aspect + 0.6) + 0.8), layout="constrained")
     axes = fig.subplots(rows, 2 * cols, squeeze=False)
-    fig.suptitle(f"{ranking.folder}: highest bits per pixel at q {ranking.quality:g} "
+    what = {"error": "worst-reconstructed region", "peak": "most expensive region",
+            "mean": "bits per pixel"}[ranking.by]
+    fig.suptitle(f"{ranking.folder}: most unusual by {what} at q {ranking.quality:g} "
                  f"(top {len(items)} of {len(ranking.rows)})", fontsize=12)
     norm = Normalize(0, vmax)
     im = None
     for ax in axes.ravel():
         ax.set_axis_off()
-    for k, r in enumerate(items):
+    for k, (r, m) in enumerate(zip(items, maps)):
+        row = ranking.row_of(r)
         a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
         image = r.original if r.original is not None else r.reconstruction
         _show(a, image, f"#{k + 1} {Path(r.source).name}")
-        im = b.imshow(r.rate_map, cmap="inferno", norm=norm, interpolation="nearest")
-        b.set_title(f"{r.payload_bpp:.3f} bpp" + (f", {r.psnr:.1f} dB" if r.psnr and math.isfinite(r.psnr) else ""),
-                    fontsize=9)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="bits / pixel")
+        im = b.imshow(m, cmap="magma" if by_error else "inferno", norm=norm, interpolation="nearest")
+        score = f"score {row['score']:.2f}, " if ranking.by != "mean" else ""
+        b.set_title(f"{score}{r.payload_bpp:.3f} bpp" + (f", {r.psnr:.1f} dB" if r.psnr and math.isfinite(r.psnr)
+                                                          else ""), fontsize=9)
+        x0, y0, x1, y1 = (row[f"region_{c}"] for c in ("x0", "y0", "x1", "y1"))
+        for ax in (a, b):  # pixel edges: the region's first pixel starts at x0 - 0.5 in imshow's coordinates
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="#00e5ff",
+                                   linewidth=1.5))
+    fig.colorbar(im, ax=axes, shrink=0.6, extend="max" if by_error else "neither",
+                 label="squared error (8-bit levels²)" if by_error else "bits / pixel")
     return _png(fig, dpi)

@@ -1,5 +1,5 @@
-"""``inspect`` and ``rank``: where one image spends its bits, and which images of a folder cost the
-most (:mod:`aecodec.inspection`, :mod:`aecodec.ranking`, drawn by :mod:`aecodec.reports`)."""
+"""``inspect`` and ``rank``: where one image spends its bits, and which images of a folder hold
+something unusual (:mod:`aecodec.inspection`, :mod:`aecodec.ranking`, drawn by :mod:`aecodec.reports`)."""
 
 from __future__ import annotations
 
@@ -58,29 +58,42 @@ def inspect(
 def rank(
     folder: Annotated[str, typer.Argument(metavar="DIR", help="Folder of images (not searched recursively).")],
     output: Annotated[str, typer.Option("-o", "--output", help="Folder for rank.csv, rank.json and contact.png (created if missing; not the folder of images).")],
+    by: Annotated[str, typer.Option("--by", metavar="SCORE", help="error (default): the worst-reconstructed 48x48 region against what is usual — finds what is unusual in an image; peak: the same for the most expensive region's bits; mean: the whole image's bits per pixel — the most detailed images first.")] = "error",
+    reference: Annotated[Optional[str], typer.Option("--reference", metavar="DIR", help="A folder of normal images that sets what is usual for error and peak (default: DIR itself).")] = None,
     quality: Annotated[float, typer.Option("-q", "--quality", min=0, max=100, help=QUALITY_HELP)] = 75.0,
-    top: Annotated[int, typer.Option("--top", min=1, help="How many of the most expensive images the contact sheet shows.")] = 10,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the most unusual images the contact sheet shows.")] = 10,
     force: Force = False,
     device: Device = "auto",
     model: Model = None,
     quiet: Quiet = False,
 ) -> None:
-    """Rank images by the bits per pixel they cost at one quality, most unusual first.
+    """Rank the images of a folder, most unusual first: by default by the region each one
+    reconstructs worst, against what is usual in the folder (or in --reference) — a pasted object,
+    a defect, a patch of noise; --by mean ranks by bits per pixel, the most detailed first.
 
-    A model trained on normal photos spends many bits where an image is unlike them, so the top
-    of the list is where to look for anomalies. Writes rank.csv, rank.json and contact.png (the
-    contact sheet only with matplotlib, the [plots] extra; without it, a warning says so).
+    Writes rank.csv and rank.json (score, region, bpp, MSE, PSNR, SSIM of every image) and
+    contact.png (the top images with the region outlined on the map that scored it; only with
+    matplotlib, the [plots] extra — without it, a warning says so).
     """
     from ..codec.files import same_file, write_atomic
+    from ..ranking import SCORES
     from ..ranking import rank as rank_folder
     from ..reports import has_matplotlib, needs_matplotlib, render_contact_sheet
+    from .output import progress_bar, show_bar, tick
 
     check_quality(quality)
+    if by not in SCORES:
+        fail(f"--by must be one of {', '.join(SCORES)}, not {by!r}")
+    if reference is not None and by == "mean":
+        fail("--reference sets what is usual for --by error and --by peak, not for --by mean")
     out = Path(output)
     if os.path.lexists(out) and not out.is_dir():
         fail(f"{out}: not a directory")
     if Path(folder).is_dir() and same_file(out, folder):
         fail(f"{out}: the report would land among the images it ranks (choose another folder)")
+    for named, what in ((folder, "DIR"), (reference, "--reference")):
+        if named is not None and not Path(named).is_dir():
+            fail(f"{named}: not a directory ({what})")
     draw = has_matplotlib()
     targets = [out / name for name in ("rank.csv", "rank.json", "contact.png")[: 3 if draw else 2]]
     if out.is_dir():
@@ -89,7 +102,24 @@ def rank(
         check_outputs([out], [], force)
 
     def one(src):
-        ranking = rank_folder(src, quality, top=top, model=model, device=device)
+        from ..codec.images import image_files
+
+        count = len(image_files([Path(src)])) + (len(image_files([Path(reference)])) if reference else 0)
+        with progress_bar(count, quiet) as bar:
+            show_bar(bar)
+            try:
+                started = []
+
+                def measured(path: str) -> None:  # each new image completes the one before it
+                    if started:
+                        tick()
+                    started.append(path)
+
+                ranking = rank_folder(src, quality, by=by, top=top, reference=reference, model=model, device=device,
+                                      progress=measured)
+                tick()
+            finally:
+                show_bar(None)
         out.mkdir(exist_ok=True)
         write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
         write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)
@@ -99,7 +129,9 @@ def rank(
             say(f"aecodec: warning: contact.png not drawn: {needs_matplotlib('the contact sheet')}")
         if not quiet:
             for row in ranking.rows[:top]:
-                typer.echo(f"{row['rank']:4d}  {row['bpp']:.4f} bpp  {row['file']}", err=True)
-            typer.echo(f"{len(ranking.rows)} images ranked -> {out}", err=True)
+                region = f"region x {row['region_x0']}-{row['region_x1']}, y {row['region_y0']}-{row['region_y1']}"
+                typer.echo(f"{row['rank']:4d}  score {row['score']:.3f}  {row['bpp']:.4f} bpp  {region}  "
+                           f"{row['file']}", err=True)
+            typer.echo(f"{len(ranking.rows)} images ranked by {by} -> {out}", err=True)
 
     for_each([folder], one, quiet)
