@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 import aecodec
 from aecodec.cli import app
-from tests.helpers import PNG_MAGIC, fails, no_torch_env, ok, payload_bits, smooth_image
+from tests.helpers import PNG_MAGIC, fails, no_torch_env, ok, payload_bits, smooth_image, with_noise_patch
 
 runner = CliRunner()
 
@@ -93,3 +94,30 @@ def test_without_torch_and_matplotlib_inspect_writes_json_refuses_the_png_and_ra
     assert sorted(p.name for p in out.iterdir()) == ["rank.csv", "rank.json"]
     assert ("aecodec: warning: contact.png not drawn: the contact sheet needs matplotlib: "
             "pip install 'aecodec[plots]'") in r.stderr.splitlines()
+
+
+def test_cli_rank_finds_the_doctored_image_by_default_and_says_where(tmp_path):
+    images, normal = tmp_path / "images", tmp_path / "normal"
+    images.mkdir(), normal.mkdir()
+    for seed in range(3):
+        Image.fromarray(smooth_image(64, 64, seed=seed)).save(images / f"{seed}.png")
+        Image.fromarray(smooth_image(64, 64, seed=10 + seed)).save(normal / f"n{seed}.png")
+    Image.fromarray(with_noise_patch(smooth_image(64, 64, seed=9), 16, 48, 16, 48)).save(images / "odd.png")
+    out = tmp_path / "out"
+    result = ok(runner.invoke(app, ["rank", str(images), "--reference", str(normal), "-o", str(out)]))
+    rows = list(csv.DictReader((out / "rank.csv").open()))
+    assert rows[0]["file"] == "odd.png" and float(rows[0]["score"]) > 2
+    assert int(rows[0]["region_x0"]) <= 32 <= int(rows[0]["region_x1"])  # the patch is at 16-48
+    assert "region x" in result.output and "4 images ranked by error" in result.output
+    assert json.loads((out / "rank.json").read_text())["reference"]["source"] == str(normal)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "median"], "--by must be one of error, peak, mean, not 'median'"),
+    (["--by", "mean", "--reference", "."], "not for --by mean"),
+    (["--reference", "nowhere"], "nowhere: not a directory (--reference)"),
+])
+def test_cli_rank_refuses_bad_choices_in_one_line_before_any_work(tmp_path, args, message):
+    Image.fromarray(smooth_image(24, 32)).save(tmp_path / "a.png")
+    result = fails(runner.invoke(app, ["rank", str(tmp_path), "-o", str(tmp_path / "out"), *args]), message)
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
