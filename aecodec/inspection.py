@@ -1,4 +1,4 @@
-"""See where the bits go: rate and error maps of the real codec, and rate-based anomaly ranking.
+"""See where the bits go: rate and error maps of the real codec (what anomaly ranking reads).
 
 :func:`inspect` runs an image through the codec exactly as ``aecodec encode`` does
 (:func:`aecodec.codec.api.encode`), or takes an existing ``.aec`` file, and then reads the file
@@ -41,9 +41,8 @@ SSIM is pytorch-msssim's (Gaussian window 11, σ 1.5, ``data_range=255``, comput
 :mod:`aecodec.metrics`), for images whose smaller side is at least 11 pixels. ``bpp`` is measured
 on the real file bytes.
 
-:func:`aecodec.ranking.rank` scores every image of a folder by the bits per pixel the codec spends on it at one
-quality: a model trained on normal photos spends many bits where an image is unlike them, so the
-most expensive images come first — a simple anomaly detector (:mod:`aecodec.ranking`).
+:func:`aecodec.ranking.rank` scores every image of a folder from these maps — by default its
+worst-reconstructed region against what is usual — to find what does not belong (:mod:`aecodec.ranking`).
 :func:`~aecodec.reports.render_report` draws the PNG (:mod:`aecodec.reports`).
 
     >>> from aecodec.inspection import inspect
