@@ -87,10 +87,11 @@ def test_the_default_score_puts_a_photo_with_something_pasted_in_first_and_mean_
 def test_local_peak_finds_the_hottest_window_and_grows_its_region_over_the_hot_area():
     m = np.ones((100, 130))
     m[40:72, 64:112] = 9.0  # a hot area of 2 × 3 blocks, block-aligned
-    peak, region, sketch = local_peak(m)
+    peak, region, sketch, windows = local_peak(m)
     assert peak == pytest.approx((6 * 9 + 3) / 9)  # the best 3 × 3-block window holds the 6 hot blocks
     assert region == (64, 32, 112, 80)  # the hot blocks' bounding box (rows 40-72 touch blocks 2-4)
     assert sketch.dtype == np.float32 and sketch[0] == pytest.approx(1.0) and sketch[-1] == pytest.approx(peak)
+    assert windows == (7 - 2) * (9 - 2)  # a 7 × 9-block map has 5 × 7 windows of 3 × 3
     tiny = local_peak(np.full((5, 7), 2.0))  # smaller than one block: one window, the whole image
     assert tiny[0] == 2.0 and tiny[1] == (0, 0, 7, 5)
 
