@@ -107,9 +107,12 @@ def compare(
             out.mkdir(exist_ok=True)
         write_atomic(page, render_page(c, index_href="index.html" if into_dir else None), overwrite=force)
         numbers.append(c.to_dict())
-        if index is not None:  # rewritten after each page: always lists the pages that exist
-            entries.append(index_entry(page.name, c))
+        if index is not None:  # the index and the JSON are rewritten after each page: they always
+            entries.append(index_entry(page.name, c))  # list the pages that exist, whatever fails next
             write_atomic(index, render_index(entries), overwrite=force or len(entries) > 1)
+        if json_out is not None:
+            write_atomic(json_out, (json.dumps({"images": numbers}, indent=2) + "\n").encode(),
+                         overwrite=force or len(numbers) > 1)
         for cid, why in c.left_out.items():
             if (cid, why) not in said and not quiet:
                 said.add((cid, why))
@@ -118,8 +121,6 @@ def compare(
             say(_summary(src, page, c, table=len(inputs) == 1))
 
     for_each(list(zip(inputs, pages)), one, quiet, "compared")
-    if json_out is not None and numbers:
-        write_atomic(json_out, (json.dumps({"images": numbers}, indent=2) + "\n").encode(), overwrite=force)
 
 
 def _label(cid: str) -> str:

@@ -63,8 +63,11 @@ def test_several_images_give_a_folder_of_pages_and_an_index(photos, tmp_path):
 def test_a_bad_image_among_several_is_one_line_and_exit_1_and_the_index_lists_the_others(photos, tmp_path):
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["compare", str(photos / "p0.png"), str(photos / "broken.png"), *FAST, "-o", str(out)])
+    js = tmp_path / "numbers.json"
+    result = runner.invoke(app, ["compare", str(photos / "p0.png"), str(photos / "broken.png"), *FAST, "-o", str(out),
+                                 "--json", str(js)])
     assert result.exit_code == 1
+    assert [image["image"] for image in json.loads(js.read_text())["images"]] == ["p0.png"]
     errors = [line for line in result.output.splitlines() if line.startswith("aecodec: error:")]
     assert len(errors) == 1 and "broken.png: cannot read image" in errors[0] and "Traceback" not in result.output
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "p0.html"]
