@@ -175,3 +175,11 @@ def test_the_comparison_as_json_holds_the_numbers_without_pixels(at_2k):
     assert d["budget_bytes"] == 2000 and d["width"] == 176 and d["height"] == 120
     assert [row["codec"] for row in d["codecs"]] == ["aecodec", "jpeg-420", "webp"]
     assert all(row["bytes"] <= 2000 and set(row) >= {"quality", "bpp", "psnr", "ms_ssim_db"} for row in d["codecs"])
+
+
+def test_above_effort_1_aecodec_says_its_effort_and_its_curve_has_the_benchmarks_three_points():
+    small = Image.fromarray(smooth_image(32, 48, seed=4))
+    c = compare(small, size=600, codecs=["aecodec"], effort=2)
+    (k,) = c.coded
+    assert k.codec == "aecodec" and k.label == "aecodec effort 2" and len(k.data) <= 600
+    assert [p.quality for p in c.curves["aecodec"]] == [15, 45, 75]
