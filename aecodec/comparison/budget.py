@@ -142,7 +142,7 @@ def compare(image, *, size: int | None = None, bpp: float | None = None, quality
     coded: dict[str, Coded] = {}
     given: dict[str, tuple[float, bytes]] = {}  # a file the budget is taken from, not searched for
     if budget_of is None:
-        given["aecodec"] = q, _aecodec_encode(original, effort, quality=q)
+        given["aecodec"] = q, runners["aecodec"].encode(original, q)
         budget = len(given["aecodec"][1])
         target = f"aecodec at quality {q:g}"
     else:
@@ -151,14 +151,14 @@ def compare(image, *, size: int | None = None, bpp: float | None = None, quality
     for cid, codec in runners.items():
         step(f"{codec.label} within {budget} bytes")
         try:
-            found = given.get(cid) or _fit_codec(cid, codec, original, budget, effort)
+            found = given.get(cid) or _fit_codec(cid, codec, original, budget)
         except CodecUnavailable as exc:
             left_out[cid] = str(exc)
             continue
         if isinstance(found, str):
             left_out[cid] = found
             continue
-        coded[cid] = _measure(cid, codec, original, *found, effort=effort)
+        coded[cid] = _measure(cid, codec, original, *found)
     if not coded:
         why = "; ".join(f"{CODECS[c].label}: {r}" for c, r in left_out.items())
         raise CodecError(f"{label}: no codec fits {budget} bytes ({why})")
@@ -199,21 +199,16 @@ def _size(image) -> tuple[int, int]:
         return 0, 0
 
 
-def _aecodec_encode(original: Image.Image, effort: int, **target) -> bytes:
-    import aecodec
-
-    return aecodec.encode(original, effort=effort, **target)
-
-
-def _fit_codec(cid: str, codec, original: Image.Image, budget: int, effort: int):
-    """``(quality, file)`` of the best file within ``budget``, or why there is none (a string)."""
+def _fit_codec(cid: str, codec, original: Image.Image, budget: int):
+    """``(quality, file)`` of the best file within ``budget``, or why there is none (a string).
+    aecodec's own size search (``target_size``), at the effort of its wrapper ``codec``."""
     if cid == "aecodec":
-        from ..codec.api import info
+        from ..codec.api import encode, info
 
         try:
-            data = _aecodec_encode(original, effort, target_size=budget)
+            data = encode(original, target_size=budget, effort=codec.effort)
         except CodecError:
-            smallest = len(_aecodec_encode(original, effort, quality=0))
+            smallest = len(codec.encode(original, 0))
             return f"its smallest file (quality 0) is {smallest} bytes, above the budget"
         return info(data)["quality"], data
     values = search_values(cid)
@@ -227,13 +222,10 @@ def _fit_codec(cid: str, codec, original: Image.Image, budget: int, effort: int)
     return found
 
 
-def _measure(cid: str, codec, original: Image.Image, quality: float, data: bytes, *, effort: int) -> Coded:
+def _measure(cid: str, codec, original: Image.Image, quality: float, data: bytes) -> Coded:
     """Time one more encode at ``quality`` and a decode of ``data`` (after a warm-up), and measure it."""
     start = time.perf_counter()
-    if cid == "aecodec":
-        _aecodec_encode(original, effort, quality=quality)
-    else:
-        codec.encode(original, quality)
+    codec.encode(original, quality)
     encode_s = time.perf_counter() - start
     codec.decode(data)  # warm-up: a library's first call loads it (aecodec: its model)
     start = time.perf_counter()
