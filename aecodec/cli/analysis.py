@@ -79,7 +79,7 @@ def rank(
     from ..ranking import SCORES
     from ..ranking import rank as rank_folder
     from ..reports import has_matplotlib, needs_matplotlib, render_contact_sheet
-    from .output import progress_bar, show_bar, tick
+    from .output import item_started, shown_progress_bar, tick
 
     check_quality(quality)
     if by not in SCORES:
@@ -105,21 +105,10 @@ def rank(
         from ..codec.images import image_files
 
         count = len(image_files([Path(src)])) + (len(image_files([Path(reference)])) if reference else 0)
-        with progress_bar(count, quiet) as bar:
-            show_bar(bar)
-            try:
-                started = []
-
-                def measured(path: str) -> None:  # each new image completes the one before it
-                    if started:
-                        tick()
-                    started.append(path)
-
-                ranking = rank_folder(src, quality, by=by, top=top, reference=reference, model=model, device=device,
-                                      progress=measured)
-                tick()
-            finally:
-                show_bar(None)
+        with shown_progress_bar(count, quiet):
+            ranking = rank_folder(src, quality, by=by, top=top, reference=reference, model=model, device=device,
+                                  progress=item_started())
+            tick()
         out.mkdir(exist_ok=True)
         write_atomic(targets[0], ranking.to_csv().encode(), overwrite=force)
         write_atomic(targets[1], (json.dumps(ranking.to_dict(), indent=2) + "\n").encode(), overwrite=force)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +13,7 @@ import typer
 
 from ..errors import AecodecError
 from .options import QUALITY_HELP, Force, Quiet
-from .output import check_outputs, check_quality, fail, for_each, parse_size, say, show_bar
+from .output import check_outputs, check_quality, fail, for_each, item_started, parse_size, say, shown_progress_bar
 
 __all__ = ["compare"]
 
@@ -94,15 +95,12 @@ def compare(
 
     def one(pair):
         src, page = pair
-        bar = _steps_bar(len(ids) * (2 if curves else 1), quiet) if len(inputs) == 1 else None
-        try:
-            show_bar(bar)
+        # one image: a bar over its steps (a search, then a curve, per codec); several: for_each's bar
+        steps = (shown_progress_bar(len(ids) * (2 if curves else 1), quiet, "step") if len(inputs) == 1
+                 else nullcontext())
+        with steps as bar:
             c = run_compare(src, size=budget, bpp=bpp, quality=quality, codecs=ids, effort=effort, curves=curves,
-                            on_step=_stepper(bar))
-        finally:
-            if bar is not None:
-                bar.close()
-                show_bar(None)
+                            on_step=item_started(describe=True) if bar is not None else None)
         if into_dir:
             out.mkdir(exist_ok=True)
         write_atomic(page, render_page(c, index_href="index.html" if into_dir else None), overwrite=force)
@@ -127,32 +125,6 @@ def _label(cid: str) -> str:
     from ..comparison.codecs import CODECS
 
     return CODECS[cid].label
-
-
-def _steps_bar(total: int, quiet: bool):
-    """A tqdm bar over one image's steps (a search, then a curve, per codec) on a terminal, else None."""
-    import sys
-
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, file=sys.stderr, dynamic_ncols=True, leave=False, unit="step")
-
-
-def _stepper(bar):
-    """``on_step`` for :func:`aecodec.comparison.compare`: each new step completes the one before it."""
-    if bar is None:
-        return None
-    started = []
-
-    def step(what: str) -> None:
-        if started:
-            bar.update()
-        started.append(what)
-        bar.set_description_str(what)
-
-    return step
 
 
 def _summary(src: str, page: Path, c, *, table: bool) -> str:

@@ -163,15 +163,44 @@ def stop_reason(exc: KeyboardInterrupt) -> tuple[str, int]:
 
 
 @contextmanager
-def progress_bar(n: int, quiet: bool):
+def progress_bar(n: int, quiet: bool, unit: str = "image"):
     """A tqdm bar over a batch of ``n`` > 1 items, shown only when stderr is a terminal; else None."""
     if n < 2 or quiet or not sys.stderr.isatty():
         yield None
         return
     from tqdm import tqdm
 
-    with tqdm(total=n, unit="image", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+    with tqdm(total=n, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
         yield bar
+
+
+@contextmanager
+def shown_progress_bar(n: int, quiet: bool, unit: str = "image"):
+    """:func:`progress_bar`, made the bar :func:`say` writes above and :func:`tick` advances while
+    the block runs (for the steps inside one item); the bar shown before comes back after."""
+    previous = _bar
+    with progress_bar(n, quiet, unit) as bar:
+        show_bar(bar)
+        try:
+            yield bar
+        finally:
+            show_bar(previous)
+
+
+def item_started(describe: bool = False) -> Callable[[str], None]:
+    """A progress callback for work that names each item as it starts it (a file, a step): every call
+    after the first ticks the bar shown (the item before is done), and with ``describe`` the bar
+    says what is being done."""
+    started = []
+
+    def start(what: str) -> None:
+        if started:
+            tick()
+        started.append(what)
+        if describe and _bar is not None:
+            _bar.set_description_str(what)
+
+    return start
 
 
 @contextmanager

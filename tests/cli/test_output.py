@@ -369,3 +369,46 @@ def test_output_paths_fuzz_never_lose_a_file(tmp_path, monkeypatch, out, force):
         assert r.exit_code in (1, 2) and r.output.startswith("aecodec: error: ") and r.output.count("\n") == 1, r.output
         assert not written, written
     assert not list(Path(".").rglob(".*.tmp")), "a temp file left behind"
+
+
+def test_item_started_ticks_the_shown_bar_for_each_item_before_the_one_starting_and_says_what():
+    from aecodec.cli import output
+
+    class Bar:
+        def __init__(self):
+            self.n, self.text = 0, ""
+
+        def update(self):
+            self.n += 1
+
+        def set_description_str(self, text):
+            self.text = text
+
+    bar = Bar()
+    output.show_bar(bar)
+    try:
+        start = output.item_started(describe=True)
+        for what in ("aecodec", "WebP", "AVIF"):
+            start(what)
+        assert bar.n == 2 and bar.text == "AVIF"  # the third is still under way
+        output.item_started()("a.png")
+        assert bar.n == 2  # a new callback's first item completes nothing
+    finally:
+        output.show_bar(None)
+
+
+def test_shown_progress_bar_gives_the_bar_back_that_was_shown_before(monkeypatch):
+    from aecodec.cli import output
+
+    monkeypatch.setattr(output.sys.stderr, "isatty", lambda: True, raising=False)
+    before = object()
+    output.show_bar(before)
+    try:
+        with output.shown_progress_bar(3, quiet=False, unit="step") as bar:
+            assert output._bar is bar and bar.unit == "step"
+        assert output._bar is before
+        with output.shown_progress_bar(1, quiet=False) as bar:  # one item: no bar
+            assert bar is None and output._bar is None
+        assert output._bar is before
+    finally:
+        output.show_bar(None)
