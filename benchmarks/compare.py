@@ -12,14 +12,15 @@ photo with each codec at the highest quality that fits, and this writes:
 * a screenshot of the first page, taken in headless Chromium (``docs/compare-kodim23.png``): the
   split view at ``--zoom`` with aecodec on the left and ``--right`` on the right, the table below.
 
-The screenshot needs Playwright and a Chromium (see tests/comparison/conftest.py); without them
-the rest is written and the screenshot is skipped with a note.
+The screenshot needs Playwright and a Chromium (:func:`chromium_or_reason`, which the browser tests
+use too); without them the rest is written and the screenshot is skipped with a note.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -54,16 +55,29 @@ def table(image: str, comparisons: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chromium_or_reason() -> tuple[str | None, str]:
+    """The Chromium that Playwright drives here (``$AECODEC_CHROMIUM``, else ``chromium`` or
+    ``chromium-browser`` on the PATH), or None and why not — for this screenshot and for the browser
+    tests (tests/comparison/conftest.py)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        return None, f"Playwright is not installed ({e}); pip install 'aecodec[test]'"
+    candidates = [os.environ.get("AECODEC_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")]
+    executable = next((c for c in candidates if c and os.path.isfile(c)), None)
+    if executable is None:
+        return None, "no Chromium found (set AECODEC_CHROMIUM, or apt-get install chromium)"
+    return executable, ""
+
+
 def screenshot(page: Path, png: Path, *, right: str, zoom: int, width: int = 1280, height: int = 800,
                full_page: bool = False) -> str | None:
     """A screenshot of ``page`` in headless Chromium, or why none was taken."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return "playwright is not installed"
-    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+    chromium, reason = chromium_or_reason()
     if chromium is None:
-        return "no chromium on PATH"
+        return reason
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         view = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)

@@ -9,7 +9,6 @@ without Playwright, the browser tests are skipped with the reason — unless ``A
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from aecodec.comparison.codecs import CodecUnavailable, get_codec
 from aecodec.comparison.results import Coded, Comparison, CurvePoint
 from aecodec.metrics import ms_ssim, psnr
+from benchmarks.compare import chromium_or_reason
 from tests.helpers import synthetic
 
 IMAGE_SIZE = (200, 168)  # MS-SSIM needs 161 pixels on the smaller side: this one has it
@@ -68,23 +68,10 @@ def comparison() -> Comparison:
                       curves=curves, labels={f.codec: f.label for f in coded})
 
 
-def _chromium_or_reason() -> tuple[str | None, str]:
-    """The Chromium executable, or None and why not."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        return None, f"Playwright is not installed ({e}); pip install 'aecodec[test]'"
-    candidates = [os.environ.get("AECODEC_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")]
-    executable = next((c for c in candidates if c and os.path.isfile(c)), None)
-    if executable is None:
-        return None, "no Chromium found (set AECODEC_CHROMIUM, or apt-get install chromium)"
-    return executable, ""
-
-
 @pytest.fixture(scope="session")
 def browser():
     """A headless Chromium for the session (skipped, or failed under AECODEC_REQUIRE_BROWSER=1, without one)."""
-    executable, reason = _chromium_or_reason()
+    executable, reason = chromium_or_reason()
     if executable is None:
         if os.environ.get("AECODEC_REQUIRE_BROWSER") == "1":
             pytest.fail(f"the browser tests need a browser: {reason}")
